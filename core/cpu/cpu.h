@@ -1,0 +1,78 @@
+/*
+ * cpu.h - what the CPU backend's files share: the strided iterator and the dtype switch.
+ */
+#ifndef LUNAR_CPU_H
+#define LUNAR_CPU_H
+
+#include "../lunar-impl.h"
+
+#define CPU_MAX_OPERANDS 4
+
+/* Walks operands of one shape element by element. Dims are coalesced where every operand
+ * is laid out as one run, so a contiguous tensor becomes a single row; strides in bytes. */
+typedef struct cpu_iter {
+    int ndim, nt;
+    int64_t numel;
+    int64_t shape[LUNAR_MAX_DIMS];
+    int64_t strides[CPU_MAX_OPERANDS][LUNAR_MAX_DIMS];
+    char *base[CPU_MAX_OPERANDS];
+} cpu_iter;
+
+/* Called for each run of n elements: ptrs[k] is operand k's first element there and
+ * strides[k] its step in bytes. */
+typedef void (*cpu_row_fn)(char **ptrs, const int64_t *strides, int64_t n, void *ctx);
+
+/* ts[0] gives the shape; every operand must have it (broadcast views are fine). */
+void cpu_iter_init(cpu_iter *it, int nt, const lunar_tensor *const *ts);
+/* Runs fn over every element, split across threads when there are more than grain. */
+void cpu_iter_run(const cpu_iter *it, cpu_row_fn fn, void *ctx, int64_t grain);
+/* Runs the elements [begin, end) of it on the calling thread. */
+void cpu_iter_range(const cpu_iter *it, int64_t begin, int64_t end, cpu_row_fn fn, void *ctx);
+/* Runs fn over operands given as tensors: the usual entry point. */
+void cpu_foreach(int nt, const lunar_tensor *const *ts, cpu_row_fn fn, void *ctx);
+
+/* Pointer to a tensor's first element. */
+static inline char *cpu_ptr(const lunar_tensor *t) {
+    return (char *)t->storage->data + t->offset * (int64_t)lunar_dtype_size(t->dtype);
+}
+
+/* Reads element i of a run as double / writes a double into it, whatever the dtype. */
+double cpu_load(lunar_dtype dt, const char *p);
+void cpu_store(lunar_dtype dt, char *p, double v);
+
+/* The number of threads our loops use (lunar_set_num_threads). */
+int cpu_threads(void);
+
+/* The CPU backend's kernels, one group per file. */
+lunar_status cpu_copy(lunar_tensor *dst, const lunar_tensor *src);
+lunar_status cpu_fill(lunar_tensor *dst, double value);
+lunar_status cpu_arange(lunar_tensor *out, double start, double step);
+lunar_status cpu_unary(lunar_unary_op op, lunar_tensor *out, const lunar_tensor *x,
+                       const double *params);
+lunar_status cpu_binary(lunar_binary_op op, lunar_tensor *out, const lunar_tensor *a,
+                        const lunar_tensor *b);
+lunar_status cpu_where(lunar_tensor *out, const lunar_tensor *cond, const lunar_tensor *a,
+                       const lunar_tensor *b);
+lunar_status cpu_reduce(lunar_reduce_op op, lunar_tensor *out, const lunar_tensor *x,
+                        uint32_t dims, double param);
+lunar_status cpu_arg_reduce(lunar_tensor *values, lunar_tensor *indices, const lunar_tensor *x,
+                            int dim, bool is_min);
+lunar_status cpu_scan(lunar_tensor *out, const lunar_tensor *x, int dim, bool is_prod);
+lunar_status cpu_gemm(lunar_tensor *c, const lunar_tensor *a, const lunar_tensor *b,
+                      double alpha, double beta);
+lunar_status cpu_random(lunar_tensor *out, int dist, uint64_t seed, uint64_t offset, double a,
+                        double b);
+lunar_status cpu_gather(lunar_tensor *out, const lunar_tensor *x, int dim,
+                        const lunar_tensor *index);
+lunar_status cpu_scatter(lunar_tensor *dst, int dim, const lunar_tensor *index,
+                         const lunar_tensor *src, bool accumulate);
+lunar_status cpu_index_select(lunar_tensor *out, const lunar_tensor *x, int dim,
+                              const lunar_tensor *index);
+lunar_status cpu_index_add(lunar_tensor *dst, int dim, const lunar_tensor *index,
+                           const lunar_tensor *src, double alpha);
+lunar_status cpu_sort(lunar_tensor *values, lunar_tensor *indices, const lunar_tensor *x,
+                      int dim, bool descending);
+lunar_status cpu_count_nonzero(int64_t *count, const lunar_tensor *x);
+lunar_status cpu_nonzero(lunar_tensor *out, const lunar_tensor *x);
+
+#endif

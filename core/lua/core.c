@@ -1,0 +1,253 @@
+/*
+ * core.c - luaopen_lunar_core: the module table, the tensor metatable, and the helpers
+ * every binding file uses (argument checks, pushing tensors, raising errors).
+ */
+#include "binding.h"
+
+#include <string.h>
+
+static lunar_dtype default_dtype = LUNAR_F32;
+static lua_State *main_state;
+static int64_t gc_threshold = 64 << 20; /* live bytes that trigger a collection */
+
+lunar_dtype lunar_lua_default_dtype(void) { return default_dtype; }
+void lunar_lua_set_default_dtype(lunar_dtype dt) { default_dtype = dt; }
+
+int lunar_lua_raise(lua_State *L) { return luaL_error(L, "%s", lunar_last_error()); }
+
+lunar_tensor *lunar_lua_test(lua_State *L, int idx) {
+    lunar_tensor **box = luaL_testudata(L, idx, LUNAR_TENSOR_MT);
+    if (!box) return NULL;
+    if (!*box) luaL_error(L, "tensor used after it was closed");
+    return *box;
+}
+
+lunar_tensor *lunar_lua_check(lua_State *L, int idx) {
+    lunar_tensor *t = lunar_lua_test(L, idx);
+    if (!t) luaL_typeerror(L, idx, "tensor");
+    return t;
+}
+
+lunar_tensor *lunar_lua_check_operand(lua_State *L, int idx, const lunar_tensor *like) {
+    lunar_tensor *t = lunar_lua_test(L, idx);
+    if (t) {
+        lunar_tensor_retain(t);
+        return t;
+    }
+    if (lua_isboolean(L, idx)) {
+        LUNAR_LUA_TRY(L, lunar_scalar(&t, lua_toboolean(L, idx), LUNAR_BOOL));
+        return t;
+    }
+    if (!lua_isnumber(L, idx)) luaL_typeerror(L, idx, "tensor or number");
+    lunar_dtype dt;
+    if (like) dt = like->dtype;
+    else dt = lua_isinteger(L, idx) ? LUNAR_I64 : default_dtype;
+    if (like && !lunar_dtype_is_float(dt) && !lua_isinteger(L, idx)) dt = default_dtype;
+    LUNAR_LUA_TRY(L, lunar_tensor_new(&t, 0, NULL, dt, like));
+    if (lunar_tensor_backend(t)->fill(t, lua_tonumber(L, idx)) != LUNAR_OK) {
+        lunar_tensor_release(t);
+        lunar_lua_raise(L);
+    }
+    return t;
+}
+
+void lunar_lua_push(lua_State *L, lunar_tensor *t) {
+    if (!t) {
+        lua_pushnil(L);
+        return;
+    }
+    /* Lua's collector cannot see tensor memory: step it when the live bytes have grown */
+    int64_t live = lunar_live_bytes();
+    if (live > gc_threshold) {
+        lua_gc(L, LUA_GCCOLLECT);
+        live = lunar_live_bytes();
+        gc_threshold = live * 2 > (64 << 20) ? live * 2 : (64 << 20);
+    }
+    lunar_tensor **box = lua_newuserdatauv(L, sizeof *box, 1);
+    *box = t;
+    luaL_setmetatable(L, LUNAR_TENSOR_MT);
+}
+
+/* ---- arguments ---- */
+
+int lunar_lua_dim(lua_State *L, lua_Integer d, int ndim, const char *fname) {
+    int n = ndim > 0 ? ndim : 1;
+    if (d == 0 || d > n || d < -n)
+        return luaL_error(L, "%s: dim %d out of range for a %d-d tensor (dims are 1-based; "
+                             "negative counts from the end)",
+                          fname, (int)d, ndim);
+    return d > 0 ? (int)d - 1 : (int)d + n;
+}
+
+static const char *current_function(lua_State *L) {
+    lua_Debug ar;
+    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name) return ar.name;
+    return "?";
+}
+
+int lunar_lua_checkdim(lua_State *L, int idx, int ndim) {
+    return lunar_lua_dim(L, luaL_checkinteger(L, idx), ndim, current_function(L));
+}
+
+int lunar_lua_optdim(lua_State *L, int idx, int ndim, int def) {
+    if (lua_isnoneornil(L, idx)) return def;
+    return lunar_lua_checkdim(L, idx, ndim);
+}
+
+static const struct {
+    const char *name;
+    lunar_dtype dt;
+} dtype_names[] = {
+    {"float32", LUNAR_F32}, {"float", LUNAR_F32},  {"float64", LUNAR_F64}, {"double", LUNAR_F64},
+    {"int32", LUNAR_I32},   {"int", LUNAR_I32},    {"int64", LUNAR_I64},   {"long", LUNAR_I64},
+    {"uint8", LUNAR_U8},    {"byte", LUNAR_U8},    {"bool", LUNAR_BOOL},
+};
+
+lunar_dtype lunar_lua_dtype_from_name(lua_State *L, const char *name) {
+    for (size_t i = 0; i < sizeof dtype_names / sizeof dtype_names[0]; i++)
+        if (strcmp(name, dtype_names[i].name) == 0) return dtype_names[i].dt;
+    return (lunar_dtype)luaL_error(L, "unknown dtype '%s' (float32, float64, int32, int64, "
+                                      "uint8, bool)",
+                                   name);
+}
+
+lunar_dtype lunar_lua_optdtype(lua_State *L, int idx, lunar_dtype def) {
+    if (lua_isnoneornil(L, idx)) return def;
+    return lunar_lua_dtype_from_name(L, luaL_checkstring(L, idx));
+}
+
+int lunar_lua_opts(lua_State *L, int idx) {
+    if (lua_type(L, idx) != LUA_TTABLE || luaL_testudata(L, idx, LUNAR_TENSOR_MT)) return 0;
+    return lua_absindex(L, idx);
+}
+
+bool lunar_lua_optbool(lua_State *L, int opts, const char *key, bool def) {
+    if (!opts) return def;
+    lua_getfield(L, opts, key);
+    bool v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+lua_Number lunar_lua_optnumber(lua_State *L, int opts, const char *key, lua_Number def) {
+    if (!opts) return def;
+    lua_getfield(L, opts, key);
+    lua_Number v = def;
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isnumber(L, -1))
+            luaL_error(L, "option '%s' must be a number (got %s)", key, luaL_typename(L, -1));
+        v = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+const char *lunar_lua_optstring(lua_State *L, int opts, const char *key, const char *def) {
+    if (!opts) return def;
+    lua_getfield(L, opts, key);
+    const char *v = def;
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "option '%s' must be a string (got %s)", key, luaL_typename(L, -1));
+        v = lua_tostring(L, -1); /* the options table keeps the string alive */
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+int lunar_lua_shape(lua_State *L, int idx, int *ndim, int64_t *shape) {
+    int n = 0;
+    if (lua_type(L, idx) == LUA_TTABLE && !luaL_testudata(L, idx, LUNAR_TENSOR_MT) &&
+        lua_rawlen(L, idx) > 0) {
+        int len = (int)lua_rawlen(L, idx);
+        if (len > LUNAR_MAX_DIMS) luaL_error(L, "shape: at most %d dims", LUNAR_MAX_DIMS);
+        for (int i = 1; i <= len; i++) {
+            lua_rawgeti(L, idx, i);
+            if (!lua_isinteger(L, -1))
+                luaL_error(L, "shape: size %d must be an integer (got %s)", i,
+                           luaL_typename(L, -1));
+            shape[n++] = lua_tointeger(L, -1);
+            lua_pop(L, 1);
+        }
+        idx++;
+    } else {
+        while (lua_type(L, idx) == LUA_TNUMBER) {
+            if (!lua_isinteger(L, idx))
+                luaL_error(L, "shape: size %d must be an integer (got %s)", n + 1,
+                           lua_tostring(L, idx));
+            if (n == LUNAR_MAX_DIMS) luaL_error(L, "shape: at most %d dims", LUNAR_MAX_DIMS);
+            shape[n++] = lua_tointeger(L, idx);
+            idx++;
+        }
+    }
+    for (int d = 0; d < n; d++)
+        if (shape[d] < 0) luaL_error(L, "shape: negative size %d in dim %d", (int)shape[d], d + 1);
+    *ndim = n;
+    return idx;
+}
+
+void lunar_lua_register(lua_State *L, const luaL_Reg *fns, bool methods, bool functions) {
+    for (; fns->name; fns++) {
+        if (methods) {
+            lua_pushcfunction(L, fns->func);
+            lua_setfield(L, 2, fns->name);
+        }
+        if (functions) {
+            lua_pushcfunction(L, fns->func);
+            lua_setfield(L, 1, fns->name);
+        }
+    }
+}
+
+/* ---- memory pressure ---- */
+
+static void collect_on_oom(void) {
+    if (main_state) lua_gc(main_state, LUA_GCCOLLECT);
+}
+
+/* ---- the metatable ---- */
+
+static int tensor_release(lua_State *L) {
+    lunar_tensor **box = luaL_checkudata(L, 1, LUNAR_TENSOR_MT);
+    lunar_tensor_release(*box); /* __gc and __close share this; the NULL makes it idempotent */
+    *box = NULL;
+    return 0;
+}
+
+int luaopen_lunar_core(lua_State *L) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    main_state = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    lunar_oom_handler = collect_on_oom;
+
+    lua_settop(L, 0);
+    lua_newtable(L); /* 1: the module */
+    lua_newtable(L); /* 2: the methods */
+    luaL_newmetatable(L, LUNAR_TENSOR_MT); /* 3 */
+    lua_pushcfunction(L, tensor_release);
+    lua_setfield(L, 3, "__gc");
+    lua_pushcfunction(L, tensor_release);
+    lua_setfield(L, 3, "__close");
+    lua_pushstring(L, "lunar.Tensor");
+    lua_setfield(L, 3, "__name");
+    lua_pop(L, 1);
+
+    lunar_lua_open_tensor(L);
+    lunar_lua_open_ops(L);
+    lunar_lua_open_reduce(L);
+    lunar_lua_open_linalg(L);
+    lunar_lua_open_shape(L);
+    lunar_lua_open_index(L);
+    lunar_lua_open_random(L);
+    lunar_lua_open_io(L);
+    lunar_lua_open_autograd(L);
+
+    lua_pushvalue(L, 2);
+    lua_setfield(L, 1, "Tensor"); /* the methods table: Lua code adds methods here */
+    luaL_getmetatable(L, LUNAR_TENSOR_MT);
+    lua_setfield(L, 1, "metatable");
+    lua_pushstring(L, LUNAR_VERSION);
+    lua_setfield(L, 1, "version");
+    lua_settop(L, 1);
+    return 1;
+}

@@ -1,0 +1,215 @@
+/*
+ * lunar.h - the public C API of lunar: tensors, ops, autograd, devices.
+ *
+ * A worked example (error handling shortened to LUNAR_TRY):
+ *
+ *     lunar_tensor *w, *x, *y, *loss;
+ *     int64_t shape[2] = {3, 4};
+ *     LUNAR_TRY(lunar_randn(&w, 2, shape, LUNAR_F32, NULL));
+ *     lunar_tensor_set_requires_grad(w, true);
+ *     LUNAR_TRY(lunar_ones(&x, 2, shape, LUNAR_F32));
+ *     LUNAR_TRY(lunar_binary(&y, LUNAR_OP_MUL, w, x));      // y = w * x
+ *     LUNAR_TRY(lunar_reduce(&loss, LUNAR_OP_SUM, y, 0, false, 0)); // sum over all dims
+ *     LUNAR_TRY(lunar_backward(loss, NULL, false));          // w->grad == x
+ *     lunar_tensor_release(w); ... (every tensor an op returns is owned by the caller)
+ *
+ * Conventions:
+ * - Every function that can fail returns enum lunar_status and, on failure, leaves a
+ *   message in lunar_last_error() that names the op and the shapes. Nothing aborts on
+ *   user input; assertions guard our own invariants only.
+ * - Ops return new tensors through an out-pointer; the caller owns one reference.
+ * - Dimensions in this C API are 0-based. The Lua binding converts from Lua's 1-based
+ *   convention (and negative dims) before calling in.
+ * - A dim mask selects several dimensions at once: bit d set means dimension d.
+ */
+#ifndef LUNAR_H
+#define LUNAR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LUNAR_VERSION "0.1.0"
+#define LUNAR_MAX_DIMS 8
+#define LUNAR_ALL_DIMS (-1 - LUNAR_MAX_DIMS) /* squeeze: every dim of size 1 */
+
+typedef enum lunar_status {
+    LUNAR_OK = 0,
+    LUNAR_ERR_ARG,         /* a bad argument: value out of range, wrong option */
+    LUNAR_ERR_SHAPE,       /* shapes that do not fit together */
+    LUNAR_ERR_DTYPE,       /* a dtype the op does not take */
+    LUNAR_ERR_INDEX,       /* an index out of range */
+    LUNAR_ERR_MEMORY,      /* an allocation failed */
+    LUNAR_ERR_IO,          /* a file could not be read or written, or is corrupt */
+    LUNAR_ERR_DEVICE,      /* a device is missing, or tensors live on different devices */
+    LUNAR_ERR_AUTOGRAD,    /* an operation autograd cannot track */
+    LUNAR_ERR_UNSUPPORTED, /* the backend has no kernel for this op and dtype */
+} lunar_status;
+
+typedef enum lunar_dtype {
+    LUNAR_BOOL = 0, /* promotion order: bool < uint8 < int32 < int64 < float32 < float64 */
+    LUNAR_U8,
+    LUNAR_I32,
+    LUNAR_I64,
+    LUNAR_F32,
+    LUNAR_F64,
+    LUNAR_DTYPE_COUNT
+} lunar_dtype;
+
+/* Element-wise ops of one input. Parameters (clamp bounds, ...) travel in a double[2]. */
+typedef enum lunar_unary_op {
+    LUNAR_OP_NEG, LUNAR_OP_ABS, LUNAR_OP_SIGN, LUNAR_OP_EXP, LUNAR_OP_EXPM1,
+    LUNAR_OP_LOG, LUNAR_OP_LOG1P, LUNAR_OP_SQRT, LUNAR_OP_RSQRT, LUNAR_OP_SQUARE,
+    LUNAR_OP_SIN, LUNAR_OP_COS, LUNAR_OP_TANH, LUNAR_OP_SIGMOID, LUNAR_OP_RELU,
+    LUNAR_OP_FLOOR, LUNAR_OP_CEIL, LUNAR_OP_ROUND, LUNAR_OP_TRUNC, LUNAR_OP_CLAMP,
+    LUNAR_OP_RECIPROCAL, LUNAR_OP_ERF, LUNAR_OP_LOGICAL_NOT,
+    LUNAR_UNARY_COUNT
+} lunar_unary_op;
+
+/* Element-wise ops of two inputs, with NumPy broadcasting. Comparisons return bool. */
+typedef enum lunar_binary_op {
+    LUNAR_OP_ADD, LUNAR_OP_SUB, LUNAR_OP_MUL, LUNAR_OP_DIV, LUNAR_OP_POW,
+    LUNAR_OP_ATAN2, LUNAR_OP_MAXIMUM, LUNAR_OP_MINIMUM, LUNAR_OP_FMOD, LUNAR_OP_REMAINDER,
+    LUNAR_OP_EQ, LUNAR_OP_NE, LUNAR_OP_LT, LUNAR_OP_LE, LUNAR_OP_GT, LUNAR_OP_GE,
+    LUNAR_OP_LOGICAL_AND, LUNAR_OP_LOGICAL_OR, LUNAR_OP_LOGICAL_XOR,
+    LUNAR_BINARY_COUNT
+} lunar_binary_op;
+
+/* Reductions over a set of dimensions (a dim mask; 0 means all of them). */
+typedef enum lunar_reduce_op {
+    LUNAR_OP_SUM, LUNAR_OP_MEAN, LUNAR_OP_PROD, LUNAR_OP_MAX, LUNAR_OP_MIN,
+    LUNAR_OP_ALL, LUNAR_OP_ANY, LUNAR_OP_LOGSUMEXP, LUNAR_OP_NORM, LUNAR_OP_VAR,
+    LUNAR_REDUCE_COUNT
+} lunar_reduce_op;
+
+typedef struct lunar_tensor lunar_tensor;
+typedef struct lunar_generator lunar_generator;
+
+/* ---- errors ---- */
+const char *lunar_last_error(void);
+const char *lunar_status_name(lunar_status s);
+const char *lunar_dtype_name(lunar_dtype t);
+size_t lunar_dtype_size(lunar_dtype t);
+bool lunar_dtype_is_float(lunar_dtype t);
+
+/* ---- tensors: lifetime and metadata ---- */
+void lunar_tensor_retain(lunar_tensor *t);
+void lunar_tensor_release(lunar_tensor *t); /* NULL is fine */
+int lunar_tensor_ndim(const lunar_tensor *t);
+const int64_t *lunar_tensor_shape(const lunar_tensor *t);
+const int64_t *lunar_tensor_strides(const lunar_tensor *t);
+int64_t lunar_tensor_offset(const lunar_tensor *t);
+int64_t lunar_tensor_numel(const lunar_tensor *t);
+lunar_dtype lunar_tensor_dtype(const lunar_tensor *t);
+bool lunar_tensor_is_contiguous(const lunar_tensor *t);
+void *lunar_tensor_data(const lunar_tensor *t); /* host pointer to element 0, CPU only */
+bool lunar_tensor_same_storage(const lunar_tensor *a, const lunar_tensor *b);
+/* Formats "[2, 3]" into buf; returns buf. */
+char *lunar_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
+
+/* ---- creation ---- */
+lunar_status lunar_empty(lunar_tensor **out, int ndim, const int64_t *shape, lunar_dtype dt);
+lunar_status lunar_zeros(lunar_tensor **out, int ndim, const int64_t *shape, lunar_dtype dt);
+lunar_status lunar_ones(lunar_tensor **out, int ndim, const int64_t *shape, lunar_dtype dt);
+lunar_status lunar_full(lunar_tensor **out, int ndim, const int64_t *shape, lunar_dtype dt,
+                        double value);
+lunar_status lunar_scalar(lunar_tensor **out, double value, lunar_dtype dt); /* 0-dim */
+lunar_status lunar_from_data(lunar_tensor **out, int ndim, const int64_t *shape, lunar_dtype dt,
+                             const void *data); /* copies contiguous host data */
+lunar_status lunar_arange(lunar_tensor **out, double start, double stop, double step,
+                          lunar_dtype dt);
+lunar_status lunar_linspace(lunar_tensor **out, double start, double stop, int64_t n,
+                            lunar_dtype dt);
+lunar_status lunar_eye(lunar_tensor **out, int64_t n, int64_t m, lunar_dtype dt);
+
+/* ---- RNG (Philox 4x32-10; gen NULL = the default generator) ---- */
+lunar_generator *lunar_generator_default(void);
+lunar_generator *lunar_generator_new(uint64_t seed);
+void lunar_generator_free(lunar_generator *g);
+void lunar_generator_seed(lunar_generator *g, uint64_t seed);
+void lunar_generator_get_state(const lunar_generator *g, uint64_t *seed, uint64_t *offset);
+void lunar_generator_set_state(lunar_generator *g, uint64_t seed, uint64_t offset);
+void lunar_manual_seed(uint64_t seed);
+lunar_status lunar_rand(lunar_tensor **out, int ndim, const int64_t *shape, lunar_dtype dt,
+                        lunar_generator *g); /* U[0, 1) */
+lunar_status lunar_randn(lunar_tensor **out, int ndim, const int64_t *shape, lunar_dtype dt,
+                         lunar_generator *g); /* N(0, 1) */
+lunar_status lunar_randint(lunar_tensor **out, int64_t low, int64_t high, int ndim,
+                           const int64_t *shape, lunar_dtype dt, lunar_generator *g);
+lunar_status lunar_randperm(lunar_tensor **out, int64_t n, lunar_dtype dt, lunar_generator *g);
+lunar_status lunar_bernoulli(lunar_tensor **out, const lunar_tensor *p, lunar_generator *g);
+lunar_status lunar_uniform_(lunar_tensor *t, double lo, double hi, lunar_generator *g);
+lunar_status lunar_normal_(lunar_tensor *t, double mean, double std, lunar_generator *g);
+
+/* ---- views (share storage; autograd-tracked) ---- */
+lunar_status lunar_view(lunar_tensor **out, lunar_tensor *x, int ndim, const int64_t *shape);
+lunar_status lunar_reshape(lunar_tensor **out, lunar_tensor *x, int ndim, const int64_t *shape);
+lunar_status lunar_transpose(lunar_tensor **out, lunar_tensor *x, int d0, int d1);
+lunar_status lunar_permute(lunar_tensor **out, lunar_tensor *x, const int *perm);
+lunar_status lunar_narrow(lunar_tensor **out, lunar_tensor *x, int dim, int64_t start,
+                          int64_t length);
+lunar_status lunar_select(lunar_tensor **out, lunar_tensor *x, int dim, int64_t index);
+lunar_status lunar_slice(lunar_tensor **out, lunar_tensor *x, int dim, int64_t start,
+                         int64_t stop, int64_t step);
+lunar_status lunar_expand(lunar_tensor **out, lunar_tensor *x, int ndim, const int64_t *shape);
+lunar_status lunar_squeeze(lunar_tensor **out, lunar_tensor *x, int dim); /* or LUNAR_ALL_DIMS */
+lunar_status lunar_unsqueeze(lunar_tensor **out, lunar_tensor *x, int dim);
+lunar_status lunar_unfold(lunar_tensor **out, lunar_tensor *x, int dim, int64_t size,
+                          int64_t step);
+lunar_status lunar_contiguous(lunar_tensor **out, lunar_tensor *x); /* x itself if already */
+lunar_status lunar_clone(lunar_tensor **out, lunar_tensor *x);
+lunar_status lunar_to_dtype(lunar_tensor **out, lunar_tensor *x, lunar_dtype dt);
+lunar_status lunar_detach(lunar_tensor **out, lunar_tensor *x);
+
+/* ---- element-wise ---- */
+lunar_status lunar_unary(lunar_tensor **out, lunar_unary_op op, lunar_tensor *x,
+                         const double *params);
+lunar_status lunar_binary(lunar_tensor **out, lunar_binary_op op, lunar_tensor *a,
+                          lunar_tensor *b);
+lunar_status lunar_binary_scalar(lunar_tensor **out, lunar_binary_op op, lunar_tensor *a,
+                                 double b, bool scalar_first);
+lunar_status lunar_where(lunar_tensor **out, lunar_tensor *cond, lunar_tensor *a,
+                         lunar_tensor *b);
+
+/* ---- in place (refused on leaves that require grad, and on tensors autograd saved) ---- */
+lunar_status lunar_fill_(lunar_tensor *t, double value);
+lunar_status lunar_copy_(lunar_tensor *dst, lunar_tensor *src); /* broadcasts src, casts */
+lunar_status lunar_unary_(lunar_tensor *t, lunar_unary_op op, const double *params);
+lunar_status lunar_binary_(lunar_tensor *t, lunar_binary_op op, lunar_tensor *b);
+
+/* ---- reductions ---- */
+/* dims: a mask of dimensions (0 = all). param: p for NORM, correction (1 = unbiased) for VAR. */
+lunar_status lunar_reduce(lunar_tensor **out, lunar_reduce_op op, lunar_tensor *x,
+                          uint32_t dims, bool keepdim, double param);
+/* max/min along one dim: values and 0-based int64 indices. */
+lunar_status lunar_max_dim(lunar_tensor **values, lunar_tensor **indices, lunar_tensor *x,
+                           int dim, bool keepdim, bool is_min);
+
+/* ---- linear algebra ---- */
+lunar_status lunar_matmul(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b);
+
+/* ---- autograd ---- */
+bool lunar_grad_enabled(void);
+bool lunar_set_grad_enabled(bool on); /* returns the previous setting */
+bool lunar_tensor_requires_grad(const lunar_tensor *t);
+lunar_status lunar_tensor_set_requires_grad(lunar_tensor *t, bool on); /* leaves only */
+bool lunar_tensor_is_leaf(const lunar_tensor *t);
+lunar_tensor *lunar_tensor_grad(const lunar_tensor *t); /* borrowed; NULL if none */
+void lunar_tensor_set_grad(lunar_tensor *t, lunar_tensor *g); /* retains g; NULL clears */
+const char *lunar_tensor_grad_fn_name(const lunar_tensor *t); /* NULL for leaves */
+/* Backpropagates from root; grad NULL means ones (root must then have one element). */
+lunar_status lunar_backward(lunar_tensor *root, lunar_tensor *grad, bool retain_graph);
+/* Gradients of outputs w.r.t. inputs (leaves or not), returned in grads[] (NULL where an
+ * input is unreachable), without touching any .grad. */
+lunar_status lunar_autograd_grad(int n_out, lunar_tensor **outputs, lunar_tensor **grad_outputs,
+                                 int n_in, lunar_tensor **inputs, lunar_tensor **grads,
+                                 bool retain_graph);
+
+/* ---- threads and memory ---- */
+void lunar_set_num_threads(int n);
+int lunar_get_num_threads(void);
+int64_t lunar_live_bytes(void);
+int64_t lunar_cached_bytes(void);
+void lunar_empty_cache(void);
+
+#endif
