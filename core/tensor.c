@@ -157,7 +157,7 @@ lunar_status lunar_tensor_new(lunar_tensor **out, int ndim, const int64_t *shape
     }
     t->ndim = ndim;
     t->dtype = dt;
-    memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
     lunar_contiguous_strides(ndim, shape, t->strides);
     *out = t;
     return LUNAR_OK;
@@ -170,8 +170,10 @@ lunar_tensor *lunar_tensor_alias(const lunar_tensor *x, int ndim, const int64_t 
     t->ndim = ndim;
     t->dtype = x->dtype;
     t->offset = offset;
-    memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
-    memcpy(t->strides, strides, sizeof(int64_t) * (size_t)ndim);
+    if (ndim) {
+        memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
+        memcpy(t->strides, strides, sizeof(int64_t) * (size_t)ndim);
+    }
     t->storage = x->storage;
     x->storage->refcount++;
     return t;

@@ -12,7 +12,7 @@ for spec in $specs; do
   p=$(grep -c '^ok ' "$out")
   f=$(grep -c '^not ok ' "$out")
   if ! grep -q '^1\.\.[0-9]' "$out" || { [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; }; then
-    echo "CRASH in $spec (exit $rc):"; tail -n 30 "$out"; f=$((f + 1))
+    echo "CRASH in $spec (exit $rc):"; grep -m1 -A12 -E "runtime error|ERROR: AddressSanitizer" "$out" || tail -n 30 "$out"; f=$((f + 1))
   elif [ "$f" -ne 0 ]; then
     grep -A 12 '^not ok ' "$out"
   fi
