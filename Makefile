@@ -19,7 +19,7 @@ CC ?= gcc
 CFLAGS ?= -O2
 CFLAGS += -std=c11 -fPIC -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-type-limits -D_GNU_SOURCE \
           -I$(LUA_INCDIR) -Icore
-LDFLAGS += -shared -fopenmp
+LDFLAGS += -shared -fopenmp -Wl,-z,nodelete  # OpenMP workers outlive lua_close
 LIBS = -lopenblas -lm
 
 ifeq ($(DEBUG),1)

@@ -68,5 +68,6 @@ void lunar_lua_open_index(lua_State *L);
 void lunar_lua_open_random(lua_State *L);
 void lunar_lua_open_io(lua_State *L);
 void lunar_lua_open_autograd(lua_State *L);
+void lunar_lua_open_system(lua_State *L);
 
 #endif

@@ -1,0 +1,44 @@
+/*
+ * system.c (binding) - threads and memory: what governs the process rather than a tensor.
+ */
+#include "binding.h"
+
+/* lunar.set_num_threads(n): our OpenMP loops and OpenBLAS both use n threads. */
+static int l_set_num_threads(lua_State *L) {
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (n < 1) return luaL_error(L, "set_num_threads: n must be >= 1 (got %d)", (int)n);
+    lunar_set_num_threads((int)n);
+    return 0;
+}
+
+static int l_get_num_threads(lua_State *L) {
+    lua_pushinteger(L, lunar_get_num_threads());
+    return 1;
+}
+
+/* lunar.memory_stats(): {live = bytes held by tensors, cached = bytes kept for reuse} */
+static int l_memory_stats(lua_State *L) {
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, lunar_live_bytes());
+    lua_setfield(L, -2, "live");
+    lua_pushinteger(L, lunar_cached_bytes());
+    lua_setfield(L, -2, "cached");
+    return 1;
+}
+
+/* lunar.empty_cache(): returns the allocator's cached blocks to the system. */
+static int l_empty_cache(lua_State *L) {
+    (void)L;
+    lunar_empty_cache();
+    return 0;
+}
+
+static const luaL_Reg functions[] = {
+    {"set_num_threads", l_set_num_threads},
+    {"get_num_threads", l_get_num_threads},
+    {"memory_stats", l_memory_stats},
+    {"empty_cache", l_empty_cache},
+    {NULL, NULL},
+};
+
+void lunar_lua_open_system(lua_State *L) { lunar_lua_register(L, functions, false, true); }
