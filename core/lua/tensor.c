@@ -298,7 +298,7 @@ static int l_eye(lua_State *L) {
 }
 
 static int l_is_tensor(lua_State *L) {
-    lua_pushboolean(L, luaL_testudata(L, 1, LUNAR_TENSOR_MT) != NULL);
+    lua_pushboolean(L, lunar_lua_test(L, 1) != NULL);
     return 1;
 }
 
