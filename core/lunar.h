@@ -212,4 +212,10 @@ int64_t lunar_live_bytes(void);
 int64_t lunar_cached_bytes(void);
 void lunar_empty_cache(void);
 
+/* ---- RNG, continued ---- */
+/* Fills t (any dtype) with 1 at probability p, else 0. */
+lunar_status lunar_bernoulli_(lunar_tensor *t, double p, lunar_generator *g);
+/* Fills t (uint8, int32 or int64) with integers uniform in [low, high). */
+lunar_status lunar_randint_(lunar_tensor *t, int64_t low, int64_t high, lunar_generator *g);
+
 #endif

@@ -15,11 +15,6 @@ lunar_status cpu_scan(lunar_tensor *out, const lunar_tensor *x, int dim, bool is
     (void)out, (void)x, (void)dim, (void)is_prod;
     return PENDING("scan");
 }
-lunar_status cpu_random(lunar_tensor *out, int dist, uint64_t seed, uint64_t offset, double a,
-                        double b) {
-    (void)out, (void)dist, (void)seed, (void)offset, (void)a, (void)b;
-    return PENDING("random");
-}
 lunar_status cpu_gather(lunar_tensor *out, const lunar_tensor *x, int dim,
                         const lunar_tensor *index) {
     (void)out, (void)x, (void)dim, (void)index;
