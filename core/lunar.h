@@ -212,4 +212,11 @@ int64_t lunar_live_bytes(void);
 int64_t lunar_cached_bytes(void);
 void lunar_empty_cache(void);
 
+/* ---- scans (reduce family) ----
+ * Cumulative sum / product along one dim (0-based, negative from the end); same shape as x.
+ * Integer and bool inputs give int64, as in PyTorch. cumprod's gradient is exact where x
+ * has zeros (no division by them). */
+lunar_status lunar_cumsum(lunar_tensor **out, lunar_tensor *x, int dim);
+lunar_status lunar_cumprod(lunar_tensor **out, lunar_tensor *x, int dim);
+
 #endif
