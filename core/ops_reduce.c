@@ -124,6 +124,7 @@ lunar_status lunar_reduce(lunar_tensor **out, lunar_reduce_op op, lunar_tensor *
     *out = NULL;
     if ((unsigned)op >= LUNAR_REDUCE_COUNT) return lunar_fail(LUNAR_ERR_ARG, "reduce: bad op");
     const char *name = reduce_names[op];
+    char sbuf[128];
     uint32_t all = x->ndim ? (uint32_t)((1u << x->ndim) - 1) : 0;
     if (dims & ~all)
         return lunar_fail(LUNAR_ERR_INDEX, "%s: dim out of range for a %d-d tensor", name,
@@ -142,7 +143,8 @@ lunar_status lunar_reduce(lunar_tensor **out, lunar_reduce_op op, lunar_tensor *
         if (r) count *= x->shape[d];
     }
     if ((op == LUNAR_OP_MAX || op == LUNAR_OP_MIN) && count == 0)
-        return lunar_fail(LUNAR_ERR_SHAPE, "%s: cannot reduce over an empty dim", name);
+        return lunar_fail(LUNAR_ERR_SHAPE, "%s: cannot reduce over an empty dim of %s", name,
+                          lunar_shape_str(sbuf, sizeof sbuf, x->ndim, x->shape));
     lunar_tensor *in = x, *k = NULL;
     lunar_status st;
     bool float_op = dt != x->dtype && lunar_dtype_is_float(dt);

@@ -2,7 +2,8 @@
  * reduce.c (binding) - reductions: sum, mean, prod, max, min, all, any, logsumexp, norm,
  * var, std, max/min (with indices along a dim), argmax/argmin, cumsum, cumprod, and the
  * thread setting (set_num_threads / get_num_threads). Dims are 1-based: x:sum() reduces
- * everything, x:sum(2) one dim, x:sum({1, 3}) several; keepdim comes as a boolean after the dims or as {keepdim = true}.
+ * everything, x:sum(2) one dim, x:sum({1, 3}) several; keepdim comes as a boolean after
+ * the dims or as {keepdim = true}.
  */
 #include "binding.h"
 
@@ -40,7 +41,13 @@ static int reduce(lua_State *L, lunar_reduce_op op, const char *fname, double pa
     bool opts_first = lunar_lua_opts(L, 2) != 0 && lua_rawlen(L, 2) == 0;
     uint32_t mask = opts_first ? 0 : dims_mask(L, 2, t->ndim, fname);
     bool keep = keepdim_arg(L, opts_first ? 2 : 3);
-    LUNAR_LUA_TRY(L, lunar_reduce(&r, op, t, mask, keep, param));
+    if (lunar_reduce(&r, op, t, mask, keep, param) != LUNAR_OK) {
+        /* amax/amin share max/min's core op: say which function the user called */
+        const char *msg = lunar_last_error();
+        size_t n = strlen(fname);
+        if (strncmp(msg, fname, n) == 0 && msg[n] == ':') return lunar_lua_raise(L);
+        return luaL_error(L, "%s: %s", fname, msg);
+    }
     lunar_lua_push(L, r);
     return 1;
 }
@@ -61,7 +68,7 @@ static int l_norm(lua_State *L) {
     else if (lua_isinteger(L, 2)) p = (double)lua_tointeger(L, 2);
     else if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "inf") == 0) p = INFINITY;
     else if (!lua_isnoneornil(L, 2)) return luaL_typeerror(L, 2, "number or 'inf'");
-    if (p < 0) return luaL_error(L, "norm: p must be >= 0 (got %g)", p);
+    if (p < 0) return luaL_error(L, "norm: p must be >= 0 (got %f)", p);
     if (lua_gettop(L) >= 2) lua_remove(L, 2);
     return reduce(L, LUNAR_OP_NORM, "norm", p);
 }
