@@ -56,7 +56,30 @@ static lunar_status reduce_backward(lunar_node *n, lunar_tensor *g, lunar_tensor
     switch (op) {
     case LUNAR_OP_SUM: r = ge; break;
     case LUNAR_OP_MEAN: r = gx_scal(&c, LUNAR_OP_DIV, ge, (double)(count ? count : 1)); break;
-    case LUNAR_OP_PROD: r = gx_bin(&c, LUNAR_OP_DIV, gx_mul(&c, ge, ye), x); break;
+    case LUNAR_OP_PROD: { /* prod of the others: y / x where the group has no zero; with
+                           * one zero only that element gets the prod of the rest; else 0 */
+        lunar_tensor *isz = gx_scal(&c, LUNAR_OP_EQ, x, 0), *one = NULL, *x1 = NULL;
+        lunar_tensor *nz = NULL, *p1 = NULL, *q = NULL, *pe = NULL;
+        if (c.st == LUNAR_OK) c.st = lunar_scalar(&one, 1, x->dtype);
+        gx_add(&c, one);
+        if (c.st == LUNAR_OK) c.st = lunar_where(&x1, isz, one, x);
+        gx_add(&c, x1);
+        if (c.st == LUNAR_OK) c.st = lunar_reduce(&nz, LUNAR_OP_SUM, isz, mask, true, 0);
+        gx_add(&c, nz);
+        if (c.st == LUNAR_OK) c.st = lunar_reduce(&p1, LUNAR_OP_PROD, x1, mask, true, 0);
+        gx_add(&c, p1);
+        lunar_tensor *none = gx_scal(&c, LUNAR_OP_EQ, nz, 0);
+        lunar_tensor *only = gx_bin(&c, LUNAR_OP_LOGICAL_AND, isz,
+                                    gx_scal(&c, LUNAR_OP_EQ, nz, 1));
+        lunar_tensor *zero = gx_scal(&c, LUNAR_OP_MUL, one, 0);
+        if (c.st == LUNAR_OK) c.st = lunar_where(&pe, only, p1, zero);
+        gx_add(&c, pe);
+        lunar_tensor *ratio = gx_bin(&c, LUNAR_OP_DIV, p1, x1);
+        if (c.st == LUNAR_OK) c.st = lunar_where(&q, none, ratio, pe);
+        gx_add(&c, q);
+        r = gx_mul(&c, ge, q);
+        break;
+    }
     case LUNAR_OP_MAX:
     case LUNAR_OP_MIN: { /* ties share the gradient evenly */
         lunar_tensor *hit = gx_bin(&c, LUNAR_OP_EQ, x, ye), *cnt = NULL;
@@ -176,7 +199,7 @@ lunar_status lunar_reduce(lunar_tensor **out, lunar_reduce_op op, lunar_tensor *
             n->i[2] = count;
             n->f[0] = param;
             if (op != LUNAR_OP_SUM && op != LUNAR_OP_MEAN) lunar_node_save(n, 0, in);
-            if (op == LUNAR_OP_PROD || op == LUNAR_OP_MAX || op == LUNAR_OP_MIN ||
+            if (op == LUNAR_OP_MAX || op == LUNAR_OP_MIN ||
                 op == LUNAR_OP_LOGSUMEXP || op == LUNAR_OP_NORM)
                 lunar_node_save(n, 1, *out);
             lunar_node_finish(n, *out);

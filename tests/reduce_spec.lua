@@ -84,6 +84,19 @@ describe("reductions against PyTorch", function()
     H.close(fx.x:float():norm("inf", -1), fx.val_dm1[11], 1e-6, 1e-6)
   end)
 
+  it("prod's gradient where the input has zeros (none, one or two in a group)", function()
+    H.close(grad_of(function(t) return t:prod() end, fx.xz2, 1, -1.5), fx.g_prodz_all, 1e-12,
+      1e-12)
+    H.close(grad_of(function(t) return t:prod(2) end, fx.xz2, 1, -1.5), fx.g_prodz_1, 1e-12,
+      1e-12)
+    H.close(grad_of(function(t) return t:prod(1) end, fx.xz2, 1, -1.5), fx.g_prodz_0, 1e-12,
+      1e-12)
+    local z = lunar.tensor({{1.5, 0, 2, 0.5}, {0, 1.2, -0.7, 0}}, {dtype = "float64",
+      requires_grad = true})
+    local ok, msg = lunar.autograd.gradcheck(function(t) return t:prod(2) end, {z})
+    assert(ok, msg)
+  end)
+
   it("propagates NaN", function()
     H.close(fx.xn:sum(2), fx.nan_sum_d1)
     H.close(fx.xn:amax(2), fx.nan_amax_d1)
@@ -257,7 +270,8 @@ describe("large inputs and threads", function()
     for r = 2, #results do
       for k = 1, 6 do
         local a, b = results[1][k], results[r][k]
-        assert(math.abs(a - b) <= 1e-12 * math.abs(a), ("result %d: %.17g vs %.17g"):format(k, a, b))
+        assert(math.abs(a - b) <= 1e-12 * math.abs(a),
+          ("result %d: %.17g vs %.17g"):format(k, a, b))
       end
       H.close(results[r][7], results[1][7], 1e-12, 0)
     end
