@@ -230,6 +230,10 @@ static lunar_status max_dim_backward(lunar_node *n, lunar_tensor *g, lunar_tenso
     bool squeezed = n->i[1] != 0;
     const lunar_edge *in = &n->next[0];
     gx c = {0};
+    if (in->ndim == 0) { /* a 0-d input is its own max */
+        gi[0] = gx_keep(&c, g);
+        return gx_end(&c);
+    }
     lunar_tensor *idx = NULL, *gk = NULL, *ar = NULL, *arv = NULL, *zero = NULL, *r = NULL;
     c.st = lunar_node_saved(n, 0, &idx); /* [..., 1, ...] */
     if (c.st == LUNAR_OK) c.st = unsqueeze_if(&gk, g, dim, squeezed);
