@@ -218,4 +218,11 @@ lunar_status lunar_bernoulli_(lunar_tensor *t, double p, lunar_generator *g);
 /* Fills t (uint8, int32 or int64) with integers uniform in [low, high). */
 lunar_status lunar_randint_(lunar_tensor *t, int64_t low, int64_t high, lunar_generator *g);
 
+/* ---- scans (reduce family) ----
+ * Cumulative sum / product along one dim (0-based, negative from the end); same shape as x.
+ * Integer and bool inputs give int64, as in PyTorch. cumprod's gradient is exact where x
+ * has zeros (no division by them). */
+lunar_status lunar_cumsum(lunar_tensor **out, lunar_tensor *x, int dim);
+lunar_status lunar_cumprod(lunar_tensor **out, lunar_tensor *x, int dim);
+
 #endif

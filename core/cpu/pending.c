@@ -6,15 +6,6 @@
 
 #define PENDING(name) lunar_fail(LUNAR_ERR_UNSUPPORTED, "cpu: no %s kernel yet", name)
 
-lunar_status cpu_arg_reduce(lunar_tensor *values, lunar_tensor *indices, const lunar_tensor *x,
-                            int dim, bool is_min) {
-    (void)values, (void)indices, (void)x, (void)dim, (void)is_min;
-    return PENDING("arg_reduce");
-}
-lunar_status cpu_scan(lunar_tensor *out, const lunar_tensor *x, int dim, bool is_prod) {
-    (void)out, (void)x, (void)dim, (void)is_prod;
-    return PENDING("scan");
-}
 lunar_status cpu_gather(lunar_tensor *out, const lunar_tensor *x, int dim,
                         const lunar_tensor *index) {
     (void)out, (void)x, (void)dim, (void)index;
