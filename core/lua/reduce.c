@@ -1,8 +1,8 @@
 /*
  * reduce.c (binding) - reductions: sum, mean, prod, max, min, all, any, logsumexp, norm,
- * var, std, max/min (with indices along a dim), argmax/argmin, cumsum, cumprod, and the
- * Dims are 1-based: x:sum() reduces
- * everything, x:sum(2) one dim, x:sum({1, 3}) several; keepdim comes as a boolean after
+ * var, std, max/min (with indices along a dim), argmax/argmin, cumsum, cumprod.
+ * Dims are 1-based: x:sum() reduces everything, x:sum(2) one dim, x:sum({1, 3}) several;
+ * keepdim comes as a boolean after
  * the dims or as {keepdim = true}.
  */
 #include "binding.h"
