@@ -449,9 +449,14 @@ lunar_status lunar_binary_(lunar_tensor *t, lunar_binary_op op, lunar_tensor *b)
         lunar_tensor *r;
         LUNAR_CHECK(lunar_binary(&r, op, t, b));
         lunar_status st = lunar_shape_equal(r->ndim, r->shape, t->ndim, t->shape)
-                              ? lunar_tensor_backend(t)->copy(t, r)
+                              ? LUNAR_OK
                               : lunar_fail(LUNAR_ERR_SHAPE, "%s_: the result does not fit in "
                                                             "place", name);
+        if (st == LUNAR_OK && dtype_kind(r->dtype) > dtype_kind(t->dtype)) /* no truncation */
+            st = lunar_fail(LUNAR_ERR_DTYPE, "%s_: the result is %s and cannot be stored in "
+                                             "place into a %s tensor",
+                            name, lunar_dtype_name(r->dtype), lunar_dtype_name(t->dtype));
+        if (st == LUNAR_OK) st = lunar_tensor_backend(t)->copy(t, r);
         lunar_tensor_release(r);
         if (st == LUNAR_OK) lunar_tensor_bump_version(t);
         return st;

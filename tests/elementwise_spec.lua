@@ -346,12 +346,22 @@ describe("in-place forms", function()
     m:t():select(1, 2):add_(10)        -- through a strided view
     H.close(m, {{1, 12, 3}, {1, 12, 3}})
     local i = lunar.tensor{1, 2}
-    i:add_(0.5)                         -- cast back to int64 as PyTorch's add_ does? no: refused
-    assert.are.equal("int64", i:dtype())
+    i:add_(lunar.tensor({3, 4}, {dtype = "int32"}))
+    assert.are.same({4, 6}, i:totable())
+    local f = lunar.tensor{1.5, 2.5}
+    f:mul_(lunar.tensor{2, 3})          -- an int operand is cast up
+    H.close(f, {3, 7.5})
+    f:lt_(5)                            -- a bool result is stored as 0/1
+    H.close(f, {1, 0})
   end)
 
   it("refuses results that do not fit the tensor", function()
     H.raises(function() lunar.tensor{1, 2}:sqrt_() end, "sqrt_", "int64")
+    local i = lunar.tensor{1, 2}
+    H.raises(function() i:add_(0.5) end, "add_", "float32", "int64")
+    H.raises(function() i:div_(lunar.tensor{2, 2}) end, "div_", "float32", "int64")
+    assert.are.same({1, 2}, i:totable()) -- left untouched
+    H.raises(function() lunar.tensor{true}:add_(2) end, "add_", "int64", "bool")
     H.raises(function() lunar.zeros(3):add_(lunar.ones(2, 3)) end, "add", "[2, 3]", "[3]")
   end)
 end)
