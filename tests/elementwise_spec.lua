@@ -211,6 +211,25 @@ describe("broadcasting", function()
   end)
 end)
 
+describe("strided and threaded paths", function()
+  it("agree with the contiguous ones", function()
+    local x = lunar.arange(12, {dtype = "float64"}):view(3, 4) - 5
+    local t = x:t()
+    H.close(t:exp(), t:contiguous():exp(), 0, 0)
+    H.close(t + lunar.tensor{1.0, 2.0, 3.0}, t:contiguous() + lunar.tensor{1.0, 2.0, 3.0}, 0, 0)
+    H.close(lunar.tensor{1.0, 2.0, 3.0} - t, lunar.tensor{1.0, 2.0, 3.0} - t:contiguous(), 0, 0)
+    -- over LUNAR_GRAIN elements: split across threads
+    local big = lunar.ones(300, 200, {dtype = "float64"}) * lunar.arange(200)
+    assert.are.equal(300 * 199 * 200 / 2, big:sum():item())
+    local bt = lunar.arange(60000):view(300, 200):t() * 2
+    assert.are.equal(59999 * 2, bt[200][300])
+    assert.are.equal((200 + 2) * 2, bt[3][2])
+    local y = lunar.ones(40000, {requires_grad = true})
+    ;(y * y):sum():backward()
+    assert.are.equal(80000, y.grad:sum():item())
+  end)
+end)
+
 describe("dtype promotion follows PyTorch", function()
   local function dt(t) return t:dtype() end
   it("tensor with tensor", function()
@@ -319,6 +338,9 @@ describe("gradcheck (float64)", function()
     check(function(t) return t:transpose(1, 2):unsqueeze(1):squeeze(1):contiguous() * t:t() end,
       {x})
     check(function(t) return t:view(-1):narrow(1, 3, 6):view(2, 3):t():reshape(6) end, {x})
+    check(function(t) return t:view(-1):unfold(1, 2, 3):square() end, {x}) -- gaps between
+    check(function(t) return t:narrow(2, 1, 1):expand(-1, 3):sin() end, {x})
+    check(function(t) return lunar.where(t:gt(0), 2.0, t) end, {x})
     -- through float32: a wide step keeps its rounding out of the finite difference
     check(function(t) return t:float():double() * 2 end, {x}, {eps = 1e-2, atol = 1e-4})
   end)
