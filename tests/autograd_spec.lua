@@ -66,17 +66,17 @@ describe("backward", function()
 
   it("a chain of 10000 ops runs backward and is released without overflowing", function()
     local x = leaf{0.5}
-    local y = x
-    for _ = 1, 10000 do y = y * 1.0001 end
-    y:sum():backward()
+    do
+      local y = x
+      for _ = 1, 10000 do y = y * 1.0001 end
+      y:sum():backward()
+      local z = x
+      for _ = 1, 10000 do z = z:exp():log() end -- never run backward: released by the GC
+      H.close(z, {0.5}, 1e-9)
+    end
+    collectgarbage()
+    collectgarbage()
     H.close(x.grad, {1.0001 ^ 10000}, 1e-9)
-    local z = x
-    for _ = 1, 10000 do z = z + 1 end
-    z = nil
-    y = nil
-    collectgarbage()
-    collectgarbage()
-    assert.is_nil(z)
   end)
 
   it("t.grad can be assigned, checked against the shape, and cleared", function()
@@ -224,7 +224,8 @@ describe("autograd.grad", function()
     local h = x:tanh()
     local y = (h * h * 3):sum()
     local gh, gx = table.unpack(lunar.autograd.grad(y, {h, x}))
-    local t = {math.tanh(0.5), math.tanh(-1), math.tanh(2)}
+    local t = {}
+    for i, v in ipairs({0.5, -1, 2}) do t[i] = (math.exp(2 * v) - 1) / (math.exp(2 * v) + 1) end
     H.close(gh, {6 * t[1], 6 * t[2], 6 * t[3]})
     H.close(gx, {6 * t[1] * (1 - t[1] ^ 2), 6 * t[2] * (1 - t[2] ^ 2), 6 * t[3] * (1 - t[3] ^ 2)})
     assert.is_nil(x.grad)
