@@ -306,9 +306,9 @@ lunar_status lunar_save_safetensors(const char *path, int64_t n, const char *con
     }
     for (int64_t i = 0; i < n_meta; i++)
         if (!meta_values[i] || !utf8_valid(meta_values[i]))
-            return lunar_fail(LUNAR_ERR_ARG,
-                              "save: %s: metadata value %lld is missing or not valid UTF-8", path,
-                              (long long)i + 1);
+            return lunar_fail(LUNAR_ERR_ARG, "save: %s: metadata '%.64s': the value is %s", path,
+                              meta_keys[i] ? meta_keys[i] : "?",
+                              meta_values[i] ? "not valid UTF-8" : "missing");
 
     lunar_status st = LUNAR_OK;
     named *order = malloc(sizeof *order * (size_t)(n + n_meta + 1));
@@ -396,7 +396,7 @@ static bool jerr(jparser *p, const char *what) {
 }
 
 static void jws(jparser *p) {
-    while (p->pos < p->n && strchr(" \t\r\n", p->s[p->pos]) && p->s[p->pos]) p->pos++;
+    while (p->pos < p->n && p->s[p->pos] && strchr(" \t\r\n", p->s[p->pos])) p->pos++;
 }
 
 static int jpeek(jparser *p) { return p->pos < p->n ? (unsigned char)p->s[p->pos] : -1; }
