@@ -225,4 +225,36 @@ lunar_status lunar_randint_(lunar_tensor *t, int64_t low, int64_t high, lunar_ge
 lunar_status lunar_cumsum(lunar_tensor **out, lunar_tensor *x, int dim);
 lunar_status lunar_cumprod(lunar_tensor **out, lunar_tensor *x, int dim);
 
+
+/* ---- files: safetensors (core/io/safetensors.c) ----
+ * The format: an 8-byte little-endian header length N, N bytes of JSON header (padded with
+ * spaces to a multiple of 8), then the raw little-endian data of every tensor, back to back.
+ * Names and metadata are UTF-8 strings; metadata values are strings. */
+
+/* Writes n named tensors (any strides; saved contiguously) and n_meta metadata pairs to path.
+ * The bytes are those of PyTorch-side writers that sort the keys and write compact JSON:
+ * "__metadata__" first (when n_meta > 0), then the tensors sorted by name. The file appears
+ * atomically: a temp file beside path is written, fsynced and renamed over path; on failure
+ * it is removed and path is left as it was. */
+lunar_status lunar_save_safetensors(const char *path, int64_t n, const char *const *names,
+                                    lunar_tensor *const *tensors, int64_t n_meta,
+                                    const char *const *meta_keys,
+                                    const char *const *meta_values);
+
+/* What lunar_load_safetensors returns: tensors in file order (by data offset) and the
+ * metadata pairs in header order. Everything in it is owned by it. */
+typedef struct lunar_safetensors {
+    int64_t n;
+    char **names;
+    lunar_tensor **tensors; /* an entry may be set to NULL by a caller that took it over */
+    int64_t n_meta;
+    char **meta_keys;
+    char **meta_values;
+} lunar_safetensors;
+
+/* Reads and validates a whole file (header JSON, dtypes, shapes against offsets, offsets
+ * covering the data region exactly once); failures name "load", the path and the problem. */
+lunar_status lunar_load_safetensors(lunar_safetensors **out, const char *path);
+void lunar_safetensors_free(lunar_safetensors *st); /* NULL is fine */
+
 #endif
