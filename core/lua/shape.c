@@ -53,6 +53,7 @@ static lunar_tensor **tensor_list(lua_State *L, int idx, int *n, const char *fna
 /* lunar.cat({a, b, ...}, dim = 1) */
 static int l_cat(lua_State *L) {
     int n;
+    lua_settop(L, 2); /* the list's array goes to 3 */
     lunar_tensor **ts = tensor_list(L, 1, &n, "cat"), *r;
     int dim = lunar_lua_dim(L, luaL_optinteger(L, 2, 1), ts[0]->ndim, "cat");
     LUNAR_LUA_TRY(L, lunar_cat(&r, n, ts, dim));
@@ -63,6 +64,7 @@ static int l_cat(lua_State *L) {
 /* lunar.stack({a, b, ...}, dim = 1): dim may be ndim + 1 (a new last dim) */
 static int l_stack(lua_State *L) {
     int n;
+    lua_settop(L, 2); /* the list's array goes to 3 */
     lunar_tensor **ts = tensor_list(L, 1, &n, "stack"), *r;
     int dim = lunar_lua_dim(L, luaL_optinteger(L, 2, 1), ts[0]->ndim + 1, "stack");
     LUNAR_LUA_TRY(L, lunar_stack(&r, n, ts, dim));
