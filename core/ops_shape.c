@@ -1,8 +1,9 @@
 /*
  * ops_shape.c - ops that move elements around: cat, stack, split/chunk, flip, roll,
  * repeat/tile, tril/triu, pad. Each is a few strided copies through the backend (views of
- * the output and of the input, negative strides for reversal, stride 0 for tiling), so
- * every backend gets them from its copy kernel; each records a backward rule.
+ * the output and of the input, negative strides for reversal, stride 0 for tiling), or a
+ * where() against a mask for tril/triu, so every backend gets them from kernels it already
+ * has and no CPU kernel of their own was needed; each records a backward rule.
  */
 #include "lunar-impl.h"
 
@@ -290,7 +291,8 @@ static lunar_status roll_copy(lunar_tensor *out, const lunar_tensor *x, const in
             doff += (wrap ? 0 : s) * out->strides[d];
             soff += (wrap ? L - s : 0) * x->strides[d];
         }
-        LUNAR_CHECK(copy_release("roll", lunar_tensor_alias(out, x->ndim, shape, out->strides, doff),
+        lunar_tensor *dst = lunar_tensor_alias(out, x->ndim, shape, out->strides, doff);
+        LUNAR_CHECK(copy_release("roll", dst,
                                  lunar_tensor_alias(x, x->ndim, shape, x->strides, soff)));
     }
     return LUNAR_OK;
@@ -595,7 +597,8 @@ static lunar_status pad_borders(lunar_tensor *out, const int64_t *shape, const p
         if (l == 0 && r == 0) continue;
         lunar_tensor *ls, *rs;
         if (p->mode == LUNAR_PAD_REFLECT) { /* out[l - 1 - i] = out[l + 1 + i] */
-            lunar_tensor *a = narrow_alias(out, d, l + 1, l), *b = narrow_alias(out, d, l + n - 1 - r, r);
+            lunar_tensor *a = narrow_alias(out, d, l + 1, l);
+            lunar_tensor *b = narrow_alias(out, d, l + n - 1 - r, r);
             ls = a ? flip_alias(a, 1u << d) : NULL;
             rs = b ? flip_alias(b, 1u << d) : NULL;
             lunar_tensor_release(a);
