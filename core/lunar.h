@@ -188,6 +188,54 @@ lunar_status lunar_max_dim(lunar_tensor **values, lunar_tensor **indices, lunar_
 /* ---- linear algebra ---- */
 lunar_status lunar_matmul(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b);
 
+/* ---- linear algebra: the matmul family, addmm, linear (ops_linalg.c) ---- */
+lunar_status lunar_mm(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b);  /* 2-d x 2-d */
+lunar_status lunar_bmm(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b); /* [B,M,K]x[B,K,N] */
+lunar_status lunar_mv(lunar_tensor **out, lunar_tensor *a, lunar_tensor *v);  /* [M,K] x [K] */
+lunar_status lunar_dot(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b); /* 1-d; 0-d out */
+lunar_status lunar_outer(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b); /* [M] x [N] */
+/* beta * input + alpha * a @ b; input broadcasts to [M, N]; one GEMM */
+lunar_status lunar_addmm(lunar_tensor **out, lunar_tensor *input, lunar_tensor *a,
+                         lunar_tensor *b, double beta, double alpha);
+/* x [..., in] @ weight [out, in]^T + bias [out] (bias may be NULL); one GEMM */
+lunar_status lunar_linear(lunar_tensor **out, lunar_tensor *x, lunar_tensor *weight,
+                          lunar_tensor *bias);
+
+/* ---- shape ops (ops_shape.c); dims 0-based ---- */
+typedef enum lunar_pad_mode {
+    LUNAR_PAD_CONSTANT, LUNAR_PAD_REFLECT, LUNAR_PAD_REPLICATE
+} lunar_pad_mode;
+/* Joins n tensors along dim; dtypes promote; the other sizes must match. */
+lunar_status lunar_cat(lunar_tensor **out, int n, lunar_tensor *const *ts, int dim);
+/* Joins n tensors of one shape along a new dim (0 <= dim <= ndim). */
+lunar_status lunar_stack(lunar_tensor **out, int n, lunar_tensor *const *ts, int dim);
+/* Views of x along dim: pieces of `size` (the last may be shorter), pieces of the given
+ * sizes (they must add up), or `chunks` pieces of ceil(len / chunks). *parts is a malloc'd
+ * array of *n tensors: free it with lunar_tensors_free. */
+lunar_status lunar_split(lunar_tensor ***parts, int64_t *n, lunar_tensor *x, int64_t size,
+                         int dim);
+lunar_status lunar_split_sizes(lunar_tensor ***parts, int64_t *n, lunar_tensor *x,
+                               int64_t n_sizes, const int64_t *sizes, int dim);
+lunar_status lunar_chunk(lunar_tensor ***parts, int64_t *n, lunar_tensor *x, int64_t chunks,
+                         int dim);
+void lunar_tensors_free(lunar_tensor **ts, int64_t n);
+/* Reverses the dims in the mask (a copy, like PyTorch). */
+lunar_status lunar_flip(lunar_tensor **out, lunar_tensor *x, uint32_t dims);
+/* Rolls dims[i] by shifts[i]; dims NULL rolls the flattened tensor by shifts[0] (n = 1). */
+lunar_status lunar_roll(lunar_tensor **out, lunar_tensor *x, int n, const int64_t *shifts,
+                        const int *dims);
+/* Torch's repeat: tiles x reps[d] times in dim d; n >= ndim (x gains leading dims). */
+lunar_status lunar_repeat(lunar_tensor **out, lunar_tensor *x, int n, const int64_t *reps);
+/* NumPy's tile: like repeat, but fewer reps than dims means 1 for the leading dims. */
+lunar_status lunar_tile(lunar_tensor **out, lunar_tensor *x, int n, const int64_t *reps);
+/* The lower (upper) triangle of the last two dims: j - i <= k (>= k); the rest is zero. */
+lunar_status lunar_tril(lunar_tensor **out, lunar_tensor *x, int64_t k);
+lunar_status lunar_triu(lunar_tensor **out, lunar_tensor *x, int64_t k);
+/* Pads in PyTorch's order, last dim first: {left, right, top, bottom, ...} (n even, n / 2
+ * <= ndim). Constant pads may be negative (they crop); reflect needs pads < the size. */
+lunar_status lunar_pad(lunar_tensor **out, lunar_tensor *x, int n, const int64_t *pads,
+                       lunar_pad_mode mode, double value);
+
 /* ---- autograd ---- */
 bool lunar_grad_enabled(void);
 bool lunar_set_grad_enabled(bool on); /* returns the previous setting */
