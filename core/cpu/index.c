@@ -220,8 +220,8 @@ DEFINE_MSORT(msort_f64, double, LESS_FLOAT)
 /* One slice: load the keys (stride xs), sort, store values (vs) and indices (is). */
 #define SORT_SLICE(T, FN)                                                                     \
     do {                                                                                      \
-        T *k = (T *)buf, *k2 = k + n;                                                         \
-        int64_t *ix = (int64_t *)(k2 + n), *ix2 = ix + n;                                     \
+        int64_t *ix = (int64_t *)buf, *ix2 = ix + n; /* positions first: aligned */          \
+        T *k = (T *)(ix2 + n), *k2 = k + n;                                                   \
         for (int64_t i = 0; i < n; i++) {                                                     \
             k[i] = *(const T *)(xp + i * xs);                                                 \
             ix[i] = i;                                                                        \
