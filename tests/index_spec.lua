@@ -92,7 +92,8 @@ describe("scatter and index_add", function()
   it("pass gradient checks for both inputs", function()
     local idx = lunar.tensor{{2, 1, 3}, {3, 2, 1}}
     local src = leaf{{1, 2, 3}, {4, 5, 6}, {7, 8, 9}}
-    check(function(x, s) return x:scatter(1, idx, s) end, {leaf{{1, 2, 3}, {4, 5, 6}, {7, 8, 9}}, src})
+    check(function(x, s) return x:scatter(1, idx, s) end,
+      {leaf{{1, 2, 3}, {4, 5, 6}, {7, 8, 9}}, src})
     check(function(x, s) return x:scatter_add(2, lunar.tensor{{1, 1}, {3, 1}}, s) end,
       {leaf{{1, 2, 3}, {4, 5, 6}}, leaf{{1, 2}, {3, 4}}})
     check(function(x, s) return x:index_add(1, lunar.tensor{2, 2, 1}, s, {alpha = -1.5}) end,
@@ -217,6 +218,8 @@ describe("t[...] syntax", function()
     assert.are.same({{3, 7, 11}}, x[{ {1}, {}, -1 }]:totable())
     assert.is_true(x[{1, {2, 3}}]:is_same_storage(x))
     assert.are.equal(14, x[2][1][3])
+    assert.are.equal(14, x[{4 / 2, 1.0, 3}]) -- integral floats count as integers
+    H.raises(function() return x[{1, 1.5}] end, "expected an integer")
   end)
 
   it("selects with masks and index tensors", function()

@@ -63,11 +63,19 @@ static int push_result(lua_State *L, lunar_status st, lunar_tensor **r) {
  * outside [1, n] is left outside [0, n). */
 static int64_t position(lua_Integer i, int64_t n) { return i < 0 ? i + n : i - 1; }
 
+/* Whether the value at idx is a number with an integral value (x[n / 2] is fine). */
+static bool is_position(lua_State *L, int idx, lua_Integer *i) {
+    int ok = 0;
+    *i = 0;
+    if (lua_type(L, idx) == LUA_TNUMBER) *i = lua_tointegerx(L, idx, &ok);
+    return ok != 0;
+}
+
 static lua_Integer table_int(lua_State *L, int t, int k) {
+    lua_Integer v = 0;
     lua_rawgeti(L, t, k);
-    if (!lua_isinteger(L, -1))
+    if (!is_position(L, -1, &v))
         luaL_error(L, "index: range bounds must be integers (got %s)", luaL_typename(L, -1));
-    lua_Integer v = lua_tointeger(L, -1);
     lua_pop(L, 1);
     return v;
 }
@@ -86,8 +94,8 @@ static lunar_tensor *table_view(lua_State *L, lunar_tensor *t, int key, bool *sc
         lunar_tensor *r;
         lua_rawgeti(L, key, k);
         int ty = lua_type(L, -1);
-        if (ty == LUA_TNUMBER && lua_isinteger(L, -1)) {
-            lua_Integer i = lua_tointeger(L, -1);
+        lua_Integer i = 0;
+        if (is_position(L, -1, &i)) {
             int64_t size = cur->shape[d], p = position(i, size);
             if (p < 0 || p >= size)
                 luaL_error(L, "index: index %d out of range for dim %d of size %d", (int)i, k,
@@ -138,9 +146,9 @@ static int push_item(lua_State *L, lunar_tensor *r) {
 
 int lunar_lua_index_get(lua_State *L) {
     lunar_tensor *t = lunar_lua_check(L, 1), *r, *key;
-    if (lua_isinteger(L, 2)) {
+    lua_Integer i = 0;
+    if (is_position(L, 2, &i)) {
         if (t->ndim == 0) return luaL_error(L, "index: cannot index a 0-d tensor");
-        lua_Integer i = lua_tointeger(L, 2);
         int64_t p = position(i, t->shape[0]);
         if (p < 0 || p >= t->shape[0])
             return luaL_error(L, "index: index %d out of range for dim 1 of size %d", (int)i,
@@ -190,9 +198,9 @@ int lunar_lua_index_set(lua_State *L) {
         LUNAR_LUA_TRY(L, lunar_index_copy_(t, 0, idx, v));
         return 0;
     }
-    if (lua_isinteger(L, 2)) {
+    lua_Integer i = 0;
+    if (is_position(L, 2, &i)) {
         if (t->ndim == 0) return luaL_error(L, "index: cannot index a 0-d tensor");
-        lua_Integer i = lua_tointeger(L, 2);
         int64_t p = position(i, t->shape[0]);
         if (p < 0 || p >= t->shape[0])
             return luaL_error(L, "index: index %d out of range for dim 1 of size %d", (int)i,
