@@ -226,6 +226,9 @@ describe("t[...] syntax", function()
     local x = lunar.tensor{{1, 2}, {3, 4}, {5, 6}}
     assert.are.same({3, 4, 5, 6}, x[x:gt(2)]:totable())
     assert.are.same({{5, 6}, {1, 2}, {5, 6}}, x[lunar.tensor{3, 1, 3}]:totable())
+    assert.are.same({{2, 1}, {4, 3}, {6, 5}}, x[{ {}, lunar.tensor{2, 1} }]:totable())
+    assert.are.same({6, 5}, x[{3, lunar.tensor{2, 1} }]:totable())
+    H.raises(function() x[{ {}, lunar.tensor{1} }] = 0 end, "index_copy_")
   end)
 
   it("assigns through views, masks and index tensors", function()
@@ -250,6 +253,7 @@ describe("t[...] syntax", function()
     check(function(x) return x[{ {2, 3}, -1 }] * 2 end, {leaf{{1, 2}, {3, 4}, {5, 6}}})
     check(function(x) return x[{2, {1, 2}}] end, {leaf{{1, 2}, {3, 4}, {5, 6}}})
     check(function(x) return x[lunar.tensor{3, 3, 1}] end, {leaf{{1, 2}, {3, 4}, {5, 6}}})
+    check(function(x) return x[{ {2, 3}, lunar.tensor{2, 2} }] end, {leaf{{1, 2}, {3, 4}, {5, 6}}})
   end)
 end)
 

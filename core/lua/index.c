@@ -5,6 +5,7 @@
  *   t[i]                  select along dim 1: a view, or a Lua number for a 1-d tensor
  *   t[{i, j}]             several dims at once; fully indexed gives a number
  *   t[{ {a, b}, j }]      a range a..b (inclusive) keeps the dim; {} is all of it, {a} is a..a
+ *   t[{ {}, idx }]        an index tensor in the table: index_select along that dim (a copy)
  *   t[mask]               bool tensor: masked_select (a 1-d copy)
  *   t[idx]                int64/int32 tensor: index_select along dim 1 (a copy)
  *   t[...] = v            writes through the same view (v broadcast), or masked_fill /
@@ -80,9 +81,11 @@ static lua_Integer table_int(lua_State *L, int t, int k) {
     return v;
 }
 
-/* Applies the table key at idx to t: returns a view, anchored on the stack. *scalar tells
- * whether every dim was selected by an integer (the caller may return a number). */
-static lunar_tensor *table_view(lua_State *L, lunar_tensor *t, int key, bool *scalar) {
+/* Applies the table key at idx to t: returns a view (a copy where an entry is an index
+ * tensor, which write refuses), anchored on the stack. *scalar tells whether every dim was
+ * selected by an integer (the caller may return a number). */
+static lunar_tensor *table_view(lua_State *L, lunar_tensor *t, int key, bool write,
+                                bool *scalar) {
     int n = (int)lua_rawlen(L, key);
     if (n > t->ndim)
         luaL_error(L, "index: %d indices for a %d-d tensor", n, t->ndim);
@@ -112,8 +115,17 @@ static lunar_tensor *table_view(lua_State *L, lunar_tensor *t, int key, bool *sc
                            (int)(a + 1), (int)(b + 1), k, (int)size);
             LUNAR_LUA_TRY(L, lunar_narrow(&r, cur, d, a, b - a + 1));
             d++;
+        } else if (lunar_lua_test(L, -1) && !write) { /* an index tensor: a copy */
+            lunar_tensor *idx = check_index(L, lua_gettop(L), "index");
+            LUNAR_LUA_TRY(L, lunar_index_select(&r, cur, d, idx));
+            d++;
         } else {
-            luaL_error(L, "index: dim %d: expected an integer or a {first, last} range (got %s)",
+            if (lunar_lua_test(L, -1))
+                luaL_error(L, "index: dim %d: an index tensor inside a table selects a copy, "
+                              "which cannot be assigned to; use index_copy_",
+                           k);
+            luaL_error(L, "index: dim %d: expected an integer, a {first, last} range or an "
+                          "index tensor (got %s)",
                        k, luaL_typename(L, -1));
             return NULL;
         }
@@ -166,7 +178,7 @@ int lunar_lua_index_get(lua_State *L) {
     }
     if (lua_type(L, 2) == LUA_TTABLE) {
         bool scalar;
-        r = table_view(L, t, 2, &scalar);
+        r = table_view(L, t, 2, false, &scalar);
         if (scalar) {
             lua_getfield(L, -1, "item");
             lua_insert(L, -2);
@@ -209,7 +221,7 @@ int lunar_lua_index_set(lua_State *L) {
         anchor(L, r);
     } else if (lua_type(L, 2) == LUA_TTABLE) {
         bool scalar;
-        r = table_view(L, t, 2, &scalar);
+        r = table_view(L, t, 2, true, &scalar);
     } else {
         return luaL_error(L, "index: expected an integer, a table, or a bool or int64 tensor "
                              "(got %s)",
