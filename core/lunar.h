@@ -236,6 +236,51 @@ lunar_status lunar_triu(lunar_tensor **out, lunar_tensor *x, int64_t k);
 lunar_status lunar_pad(lunar_tensor **out, lunar_tensor *x, int n, const int64_t *pads,
                        lunar_pad_mode mode, double value);
 
+/* ---- indexing (ops_index.c) ----
+ * Index tensors are int64 (int32 is accepted and converted) and 0-based. An index out of
+ * range fails with LUNAR_ERR_INDEX naming the op, the index and the size, before anything
+ * is written. Results of gather, scatter, index_select, index_add, masked_fill,
+ * masked_select, sort (values) and topk (values) are autograd-tracked. */
+/* out[..i..] = x[..index[..i..]..] along dim; index has x's ndim and fits in x off dim */
+lunar_status lunar_gather(lunar_tensor **out, lunar_tensor *x, int dim, lunar_tensor *index);
+/* out = x with src[..i..] written (accumulate: added) at x[..index[..i..]..] along dim */
+lunar_status lunar_scatter(lunar_tensor **out, lunar_tensor *x, int dim, lunar_tensor *index,
+                           lunar_tensor *src, bool accumulate);
+lunar_status lunar_scatter_(lunar_tensor *x, int dim, lunar_tensor *index, lunar_tensor *src,
+                            bool accumulate);
+/* the slices of x at the positions of a 1-d index along dim */
+lunar_status lunar_index_select(lunar_tensor **out, lunar_tensor *x, int dim,
+                                lunar_tensor *index);
+/* out = x; out.index_select(dim, index) += alpha * src (repeated indices add up) */
+lunar_status lunar_index_add(lunar_tensor **out, lunar_tensor *x, int dim, lunar_tensor *index,
+                             lunar_tensor *src, double alpha);
+lunar_status lunar_index_add_(lunar_tensor *x, int dim, lunar_tensor *index, lunar_tensor *src,
+                              double alpha);
+/* x.index_select(dim, index) = src, src broadcast to that shape */
+lunar_status lunar_index_copy_(lunar_tensor *x, int dim, lunar_tensor *index, lunar_tensor *src);
+/* mask: bool, broadcast to x's shape; value: a 0-d tensor */
+lunar_status lunar_masked_fill(lunar_tensor **out, lunar_tensor *x, lunar_tensor *mask,
+                               lunar_tensor *value);
+lunar_status lunar_masked_fill_(lunar_tensor *x, lunar_tensor *mask, lunar_tensor *value);
+/* the elements of x (broadcast with mask) where mask is true, as a 1-d tensor */
+lunar_status lunar_masked_select(lunar_tensor **out, lunar_tensor *x, lunar_tensor *mask);
+/* x[mask] = src: src broadcast to the number of true elements, written in row-major order */
+lunar_status lunar_masked_scatter_(lunar_tensor *x, lunar_tensor *mask, lunar_tensor *src);
+lunar_status lunar_count_nonzero(int64_t *count, lunar_tensor *x);
+/* out [count, ndim] int64: the coordinates of the non-zeros of x, in row-major order */
+lunar_status lunar_nonzero(lunar_tensor **out, lunar_tensor *x);
+/* labels (any shape) -> [..., num_classes] int64; num_classes < 0: the largest label + 1 */
+lunar_status lunar_one_hot(lunar_tensor **out, lunar_tensor *labels, int64_t num_classes);
+/* values and int64 indices along dim; always stable (ties keep their order) */
+lunar_status lunar_sort(lunar_tensor **values, lunar_tensor **indices, lunar_tensor *x, int dim,
+                        bool descending);
+/* the k largest (or smallest) along dim, in sorted order */
+lunar_status lunar_topk(lunar_tensor **values, lunar_tensor **indices, lunar_tensor *x,
+                        int64_t k, int dim, bool largest, bool sorted);
+/* sorted distinct values of x (1-d); inverse (x's shape) and counts when not NULL */
+lunar_status lunar_unique(lunar_tensor **values, lunar_tensor **inverse, lunar_tensor **counts,
+                          lunar_tensor *x);
+
 /* ---- autograd ---- */
 bool lunar_grad_enabled(void);
 bool lunar_set_grad_enabled(bool on); /* returns the previous setting */
