@@ -1,6 +1,7 @@
 -- A pure-Lua safetensors reader for the specs: fixtures load without going through
 -- lunar.load, so the C loader is checked against an independent reader, not itself.
---   local fx = require("tests.fixtures").load("elementwise")  -- tests/fixtures/elementwise.safetensors
+--   local fx = require("tests.fixtures").load("elementwise")
+--   (reads tests/fixtures/elementwise.safetensors)
 --   fx.x, fx.exp ...  (lunar tensors)
 local lunar = require("lunar")
 

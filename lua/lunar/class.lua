@@ -12,7 +12,9 @@ local function new(cls, ...)
 end
 
 local function extend(parent, name)
-  if type(name) ~= "string" then error("extend: a class needs a name (got " .. type(name) .. ")", 2) end
+  if type(name) ~= "string" then
+    error("extend: a class needs a name (got " .. type(name) .. ")", 2)
+  end
   local cls = {}
   -- metamethods are not inherited through __index: copy the parent's
   for k, v in pairs(parent) do
@@ -23,7 +25,9 @@ local function extend(parent, name)
   cls.__index = cls
   cls.__name = name
   cls.super = parent
-  return setmetatable(cls, {__index = parent, __call = new, __tostring = function() return name end})
+  return setmetatable(cls, {
+    __index = parent, __call = new, __tostring = function() return name end,
+  })
 end
 
 --- Makes a new root class.

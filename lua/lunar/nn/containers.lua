@@ -13,7 +13,9 @@ containers.Sequential = Sequential
 
 function Sequential:init(...)
   local mods = {...}
-  if #mods == 1 and type(mods[1]) == "table" and not Module:is_instance(mods[1]) then mods = mods[1] end
+  if #mods == 1 and type(mods[1]) == "table" and not Module:is_instance(mods[1]) then
+    mods = mods[1]
+  end
   for i, m in ipairs(mods) do
     if not Module:is_instance(m) then
       error(("Sequential: argument %d is not a module (got %s)"):format(i, type(m)), 3)

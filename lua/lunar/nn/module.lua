@@ -70,7 +70,9 @@ end
 
 --- Adds a child under name (a string; numbers are turned into strings).
 function Module:add_module(name, m)
-  if not Module:is_instance(m) then error("add_module: expected a module for '" .. tostring(name) .. "'", 2) end
+  if not Module:is_instance(m) then
+    error("add_module: expected a module for '" .. tostring(name) .. "'", 2)
+  end
   name = tostring(name)
   if rawget(self, name) == nil then table.insert(self._names.module, name) end
   rawset(self, name, m)
@@ -216,7 +218,9 @@ function Module:load_state_dict(sd, opts)
     for name, t in pairs(own) do
       local src = sd[name]
       if src ~= nil then
-        if not lunar.is_tensor(src) then error("load_state_dict: '" .. name .. "' is not a tensor", 4) end
+        if not lunar.is_tensor(src) then
+          error("load_state_dict: '" .. name .. "' is not a tensor", 4)
+        end
         local a, b = table.concat(t:size(), "x"), table.concat(src:size(), "x")
         if a ~= b then
           error(("load_state_dict: '%s' has shape [%s] here and [%s] in the state dict")
@@ -240,7 +244,11 @@ function Module:to(what)
         if t ~= nil and lunar.is_tensor(t) and t:dtype() ~= what and
             (t:dtype() == "float32" or t:dtype() == "float64") then
           local c = t:detach():to(what)
-          if kind == "param" then c = Module.Parameter(c, t.requires_grad) else c = Module.Buffer(c) end
+          if kind == "param" then
+            c = Module.Parameter(c, t.requires_grad)
+          else
+            c = Module.Buffer(c)
+          end
           rawset(m, n, c)
         end
       end
@@ -261,7 +269,8 @@ function Module.__tostring(self)
   end
   if #lines == 0 then return name .. "(" .. self:extra_repr() .. ")" end
   local extra = self:extra_repr()
-  return name .. "(" .. (extra ~= "" and extra .. "\n" or "\n") .. table.concat(lines, "\n") .. "\n)"
+  local head = name .. "(" .. (extra ~= "" and extra .. "\n" or "\n")
+  return head .. table.concat(lines, "\n") .. "\n)"
 end
 
 return Module
