@@ -24,6 +24,8 @@ if [ ! -x "$OUT/sgemm" ] || [ bench/sgemm.c -nt "$OUT/sgemm" ]; then
 fi
 
 ncpu=$(nproc)
+# other work on the machine skews every figure: say how much there was
+load_start=$(cut -d ' ' -f 1-3 /proc/loadavg)
 THREADS=${BENCH_THREADS:-"1 $ncpu"}
 RUNS=${BENCH_STARTUP_RUNS:-7}
 
@@ -60,7 +62,7 @@ collect torch "$ncpu" < "$OUT/startup_torch.txt"
 
 # The table: figure, threads, lunar, reference, lunar/reference, goal, met.
 echo
-echo "load average before the table: $(cut -d ' ' -f 1-3 /proc/loadavg) on $ncpu cores"
+echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d ' ' -f 1-3 /proc/loadavg); $ncpu cores"
 echo
 awk -F '\t' '
   { v[$1 "," $2 "," $3] = $4; if (!($2 in seen)) { seen[$2] = 1; ths[++nt] = $2 } }
