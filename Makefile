@@ -46,7 +46,7 @@ LUA_ENV = LUA_PATH_5_4="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
 
 .PHONY: all deps test demo bench install uninstall clean format lint check-ci
 
-all: deps $(LIB)
+all: deps $(LIB).check $(LIB)
 
 deps:
 	@sh scripts/deps.sh build

@@ -237,7 +237,57 @@ typedef struct engine {
     int n_in;
     lunar_tensor **inputs;
     lunar_tensor **captured;
+    /* each leaf's gradient, summed over all its uses, so that its hooks run once */
+    lunar_tensor **leaves, **leaf_acc;
+    size_t n_leaves, cap_leaves;
 } engine;
+
+static int input_index(const struct engine *e, const lunar_tensor *leaf, const lunar_node *fn);
+
+/* Adds g (consumed) to the pass's sum for leaf. */
+static lunar_status leaf_add(engine *e, lunar_tensor *leaf, lunar_tensor *g) {
+    size_t i = 0;
+    while (i < e->n_leaves && e->leaves[i] != leaf) i++;
+    if (i == e->n_leaves) {
+        if (e->n_leaves == e->cap_leaves) {
+            size_t cap = e->cap_leaves ? 2 * e->cap_leaves : 16;
+            lunar_tensor **l = realloc(e->leaves, cap * sizeof *l);
+            if (l) e->leaves = l;
+            lunar_tensor **a = l ? realloc(e->leaf_acc, cap * sizeof *a) : NULL;
+            if (a) e->leaf_acc = a;
+            if (!l || !a) {
+                lunar_tensor_release(g);
+                return lunar_fail(LUNAR_ERR_MEMORY, "backward: out of memory");
+            }
+            e->cap_leaves = cap;
+        }
+        e->leaves[i] = leaf;
+        e->leaf_acc[i] = NULL;
+        e->n_leaves++;
+    }
+    return accumulate(&e->leaf_acc[i], g);
+}
+
+/* After the pass: runs each leaf's hooks on its whole gradient, then stores it in .grad or,
+ * for autograd.grad, in the captured slot. Releases the sums. */
+static lunar_status flush_leaves(engine *e, lunar_status st) {
+    for (size_t i = 0; i < e->n_leaves; i++) {
+        lunar_tensor *g = e->leaf_acc[i];
+        e->leaf_acc[i] = NULL;
+        if (st != LUNAR_OK) {
+            lunar_tensor_release(g);
+        } else if (e->captured) {
+            st = run_hooks(e->leaves[i]->hooks, &g);
+            if (st == LUNAR_OK) e->captured[input_index(e, e->leaves[i], NULL)] = g;
+            else lunar_tensor_release(g);
+        } else {
+            st = accumulate_leaf(e->leaves[i], g);
+        }
+    }
+    free(e->leaves);
+    free(e->leaf_acc);
+    return st;
+}
 
 static lunar_status push_all(engine *e, lunar_node *n) {
     if (e->n_all == e->cap_all) {
@@ -272,7 +322,7 @@ static lunar_status discover(engine *e, lunar_node *root) {
     return LUNAR_OK;
 }
 
-static int input_index(const engine *e, const lunar_tensor *leaf, const lunar_node *fn) {
+static int input_index(const struct engine *e, const lunar_tensor *leaf, const lunar_node *fn) {
     for (int i = 0; i < e->n_in; i++) {
         if (leaf && e->inputs[i] == leaf) return i;
         if (fn && e->inputs[i]->grad_fn == fn) return i;
@@ -294,20 +344,11 @@ static lunar_status deliver(engine *e, const lunar_edge *edge, lunar_tensor *g) 
         r = c;
     }
     if (edge->fn) return accumulate(&edge->fn->acc, r);
-    if (e->captured) {
-        int i = input_index(e, edge->leaf, NULL);
-        if (i < 0) {
-            lunar_tensor_release(r);
-            return LUNAR_OK;
-        }
-        st = run_hooks(edge->leaf->hooks, &r);
-        if (st != LUNAR_OK) {
-            lunar_tensor_release(r);
-            return st;
-        }
-        return accumulate(&e->captured[i], r);
+    if (e->captured && input_index(e, edge->leaf, NULL) < 0) {
+        lunar_tensor_release(r);
+        return LUNAR_OK;
     }
-    return accumulate_leaf(edge->leaf, r);
+    return leaf_add(e, edge->leaf, r);
 }
 
 static lunar_status run_node(engine *e, lunar_node *n, bool retain_graph) {
@@ -386,6 +427,7 @@ static lunar_status run_engine(engine *e, int n_roots, lunar_tensor **roots,
         lunar_node *n = e->ready[--e->n_ready];
         st = run_node(e, n, retain_graph);
     }
+    st = flush_leaves(e, st);
     for (size_t i = 0; i < e->n_all; i++) {
         lunar_node *n = e->all[i];
         n->visited = false;

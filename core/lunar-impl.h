@@ -144,7 +144,8 @@ struct lunar_backend {
     lunar_status (*gemm)(lunar_tensor *c, const lunar_tensor *a, const lunar_tensor *b,
                          double alpha, double beta);
     /* Philox draws: dist 0 uniform [a, b), 1 normal (mean a, std b), 2 integer [a, b),
-     * 3 bernoulli with probability a; element i uses counter offset + i / 4, lane i % 4 */
+     * 3 bernoulli with probability a; element i (row-major) uses counter offset + i / per,
+     * per = 4 or 2 elements a counter as core/philox.h spells out */
     lunar_status (*random)(lunar_tensor *out, int dist, uint64_t seed, uint64_t offset,
                            double a, double b);
     /* out[..i..] = x[..index[..i..]..] along dim; index int64, out's shape */

@@ -188,6 +188,99 @@ lunar_status lunar_max_dim(lunar_tensor **values, lunar_tensor **indices, lunar_
 /* ---- linear algebra ---- */
 lunar_status lunar_matmul(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b);
 
+/* ---- linear algebra: the matmul family, addmm, linear (ops_linalg.c) ---- */
+lunar_status lunar_mm(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b);  /* 2-d x 2-d */
+lunar_status lunar_bmm(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b); /* [B,M,K]x[B,K,N] */
+lunar_status lunar_mv(lunar_tensor **out, lunar_tensor *a, lunar_tensor *v);  /* [M,K] x [K] */
+lunar_status lunar_dot(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b); /* 1-d; 0-d out */
+lunar_status lunar_outer(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b); /* [M] x [N] */
+/* beta * input + alpha * a @ b; input broadcasts to [M, N]; one GEMM */
+lunar_status lunar_addmm(lunar_tensor **out, lunar_tensor *input, lunar_tensor *a,
+                         lunar_tensor *b, double beta, double alpha);
+/* x [..., in] @ weight [out, in]^T + bias [out] (bias may be NULL); one GEMM */
+lunar_status lunar_linear(lunar_tensor **out, lunar_tensor *x, lunar_tensor *weight,
+                          lunar_tensor *bias);
+
+/* ---- shape ops (ops_shape.c); dims 0-based ---- */
+typedef enum lunar_pad_mode {
+    LUNAR_PAD_CONSTANT, LUNAR_PAD_REFLECT, LUNAR_PAD_REPLICATE
+} lunar_pad_mode;
+/* Joins n tensors along dim; dtypes promote; the other sizes must match. */
+lunar_status lunar_cat(lunar_tensor **out, int n, lunar_tensor *const *ts, int dim);
+/* Joins n tensors of one shape along a new dim (0 <= dim <= ndim). */
+lunar_status lunar_stack(lunar_tensor **out, int n, lunar_tensor *const *ts, int dim);
+/* Views of x along dim: pieces of `size` (the last may be shorter), pieces of the given
+ * sizes (they must add up), or `chunks` pieces of ceil(len / chunks). *parts is a malloc'd
+ * array of *n tensors: free it with lunar_tensors_free. */
+lunar_status lunar_split(lunar_tensor ***parts, int64_t *n, lunar_tensor *x, int64_t size,
+                         int dim);
+lunar_status lunar_split_sizes(lunar_tensor ***parts, int64_t *n, lunar_tensor *x,
+                               int64_t n_sizes, const int64_t *sizes, int dim);
+lunar_status lunar_chunk(lunar_tensor ***parts, int64_t *n, lunar_tensor *x, int64_t chunks,
+                         int dim);
+void lunar_tensors_free(lunar_tensor **ts, int64_t n);
+/* Reverses the dims in the mask (a copy, like PyTorch). */
+lunar_status lunar_flip(lunar_tensor **out, lunar_tensor *x, uint32_t dims);
+/* Rolls dims[i] by shifts[i]; dims NULL rolls the flattened tensor by shifts[0] (n = 1). */
+lunar_status lunar_roll(lunar_tensor **out, lunar_tensor *x, int n, const int64_t *shifts,
+                        const int *dims);
+/* Torch's repeat: tiles x reps[d] times in dim d; n >= ndim (x gains leading dims). */
+lunar_status lunar_repeat(lunar_tensor **out, lunar_tensor *x, int n, const int64_t *reps);
+/* NumPy's tile: like repeat, but fewer reps than dims means 1 for the leading dims. */
+lunar_status lunar_tile(lunar_tensor **out, lunar_tensor *x, int n, const int64_t *reps);
+/* The lower (upper) triangle of the last two dims: j - i <= k (>= k); the rest is zero. */
+lunar_status lunar_tril(lunar_tensor **out, lunar_tensor *x, int64_t k);
+lunar_status lunar_triu(lunar_tensor **out, lunar_tensor *x, int64_t k);
+/* Pads in PyTorch's order, last dim first: {left, right, top, bottom, ...} (n even, n / 2
+ * <= ndim). Constant pads may be negative (they crop); reflect needs pads < the size. */
+lunar_status lunar_pad(lunar_tensor **out, lunar_tensor *x, int n, const int64_t *pads,
+                       lunar_pad_mode mode, double value);
+
+/* ---- indexing (ops_index.c) ----
+ * Index tensors are int64 (int32 is accepted and converted) and 0-based. An index out of
+ * range fails with LUNAR_ERR_INDEX naming the op, the index and the size, before anything
+ * is written. Results of gather, scatter, index_select, index_add, masked_fill,
+ * masked_select, sort (values) and topk (values) are autograd-tracked. */
+/* out[..i..] = x[..index[..i..]..] along dim; index has x's ndim and fits in x off dim */
+lunar_status lunar_gather(lunar_tensor **out, lunar_tensor *x, int dim, lunar_tensor *index);
+/* out = x with src[..i..] written (accumulate: added) at x[..index[..i..]..] along dim */
+lunar_status lunar_scatter(lunar_tensor **out, lunar_tensor *x, int dim, lunar_tensor *index,
+                           lunar_tensor *src, bool accumulate);
+lunar_status lunar_scatter_(lunar_tensor *x, int dim, lunar_tensor *index, lunar_tensor *src,
+                            bool accumulate);
+/* the slices of x at the positions of a 1-d index along dim */
+lunar_status lunar_index_select(lunar_tensor **out, lunar_tensor *x, int dim,
+                                lunar_tensor *index);
+/* out = x; out.index_select(dim, index) += alpha * src (repeated indices add up) */
+lunar_status lunar_index_add(lunar_tensor **out, lunar_tensor *x, int dim, lunar_tensor *index,
+                             lunar_tensor *src, double alpha);
+lunar_status lunar_index_add_(lunar_tensor *x, int dim, lunar_tensor *index, lunar_tensor *src,
+                              double alpha);
+/* x.index_select(dim, index) = src, src broadcast to that shape */
+lunar_status lunar_index_copy_(lunar_tensor *x, int dim, lunar_tensor *index, lunar_tensor *src);
+/* mask: bool, broadcast to x's shape; value: a 0-d tensor */
+lunar_status lunar_masked_fill(lunar_tensor **out, lunar_tensor *x, lunar_tensor *mask,
+                               lunar_tensor *value);
+lunar_status lunar_masked_fill_(lunar_tensor *x, lunar_tensor *mask, lunar_tensor *value);
+/* the elements of x (broadcast with mask) where mask is true, as a 1-d tensor */
+lunar_status lunar_masked_select(lunar_tensor **out, lunar_tensor *x, lunar_tensor *mask);
+/* x[mask] = src: src broadcast to the number of true elements, written in row-major order */
+lunar_status lunar_masked_scatter_(lunar_tensor *x, lunar_tensor *mask, lunar_tensor *src);
+lunar_status lunar_count_nonzero(int64_t *count, lunar_tensor *x);
+/* out [count, ndim] int64: the coordinates of the non-zeros of x, in row-major order */
+lunar_status lunar_nonzero(lunar_tensor **out, lunar_tensor *x);
+/* labels (any shape) -> [..., num_classes] int64; num_classes < 0: the largest label + 1 */
+lunar_status lunar_one_hot(lunar_tensor **out, lunar_tensor *labels, int64_t num_classes);
+/* values and int64 indices along dim; always stable (ties keep their order) */
+lunar_status lunar_sort(lunar_tensor **values, lunar_tensor **indices, lunar_tensor *x, int dim,
+                        bool descending);
+/* the k largest (or smallest) along dim, in sorted order */
+lunar_status lunar_topk(lunar_tensor **values, lunar_tensor **indices, lunar_tensor *x,
+                        int64_t k, int dim, bool largest, bool sorted);
+/* sorted distinct values of x (1-d); inverse (x's shape) and counts when not NULL */
+lunar_status lunar_unique(lunar_tensor **values, lunar_tensor **inverse, lunar_tensor **counts,
+                          lunar_tensor *x);
+
 /* ---- autograd ---- */
 bool lunar_grad_enabled(void);
 bool lunar_set_grad_enabled(bool on); /* returns the previous setting */
@@ -211,5 +304,50 @@ int lunar_get_num_threads(void);
 int64_t lunar_live_bytes(void);
 int64_t lunar_cached_bytes(void);
 void lunar_empty_cache(void);
+
+/* ---- RNG, continued ---- */
+/* Fills t (any dtype) with 1 at probability p, else 0. */
+lunar_status lunar_bernoulli_(lunar_tensor *t, double p, lunar_generator *g);
+/* Fills t (uint8, int32 or int64) with integers uniform in [low, high). */
+lunar_status lunar_randint_(lunar_tensor *t, int64_t low, int64_t high, lunar_generator *g);
+
+/* ---- scans (reduce family) ----
+ * Cumulative sum / product along one dim (0-based, negative from the end); same shape as x.
+ * Integer and bool inputs give int64, as in PyTorch. cumprod's gradient is exact where x
+ * has zeros (no division by them). */
+lunar_status lunar_cumsum(lunar_tensor **out, lunar_tensor *x, int dim);
+lunar_status lunar_cumprod(lunar_tensor **out, lunar_tensor *x, int dim);
+
+
+/* ---- files: safetensors (core/io/safetensors.c) ----
+ * The format: an 8-byte little-endian header length N, N bytes of JSON header (padded with
+ * spaces to a multiple of 8), then the raw little-endian data of every tensor, back to back.
+ * Names and metadata are UTF-8 strings; metadata values are strings. */
+
+/* Writes n named tensors (any strides; saved contiguously) and n_meta metadata pairs to path.
+ * The bytes are those of PyTorch-side writers that sort the keys and write compact JSON:
+ * "__metadata__" first (when n_meta > 0), then the tensors sorted by name. The file appears
+ * atomically: a temp file beside path is written, fsynced and renamed over path; on failure
+ * it is removed and path is left as it was. */
+lunar_status lunar_save_safetensors(const char *path, int64_t n, const char *const *names,
+                                    lunar_tensor *const *tensors, int64_t n_meta,
+                                    const char *const *meta_keys,
+                                    const char *const *meta_values);
+
+/* What lunar_load_safetensors returns: tensors in file order (by data offset) and the
+ * metadata pairs in header order. Everything in it is owned by it. */
+typedef struct lunar_safetensors {
+    int64_t n;
+    char **names;
+    lunar_tensor **tensors; /* an entry may be set to NULL by a caller that took it over */
+    int64_t n_meta;
+    char **meta_keys;
+    char **meta_values;
+} lunar_safetensors;
+
+/* Reads and validates a whole file (header JSON, dtypes, shapes against offsets, offsets
+ * covering the data region exactly once); failures name "load", the path and the problem. */
+lunar_status lunar_load_safetensors(lunar_safetensors **out, const char *path);
+void lunar_safetensors_free(lunar_safetensors *st); /* NULL is fine */
 
 #endif

@@ -106,10 +106,13 @@ static void unary_save(lunar_node *n, lunar_unary_op op, lunar_tensor *x, lunar_
     }
 }
 
-/* The dtype an op computes in for input dtype dt. */
+/* The dtype an op computes in for input dtype dt. As in PyTorch, bools go to int64 for
+ * square and clamp, and neg/abs/relu/rounding refuse them (LUNAR_DTYPE_COUNT). */
 static lunar_dtype unary_dtype(lunar_unary_op op, lunar_dtype dt) {
     if (op == LUNAR_OP_LOGICAL_NOT) return LUNAR_BOOL;
     if (unary_needs_float(op) && !lunar_dtype_is_float(dt)) return LUNAR_F32;
+    if (dt == LUNAR_BOOL && op != LUNAR_OP_SIGN)
+        return op == LUNAR_OP_SQUARE || op == LUNAR_OP_CLAMP ? LUNAR_I64 : LUNAR_DTYPE_COUNT;
     return dt;
 }
 
@@ -118,6 +121,8 @@ lunar_status lunar_unary(lunar_tensor **out, lunar_unary_op op, lunar_tensor *x,
     if ((unsigned)op >= LUNAR_UNARY_COUNT) return lunar_fail(LUNAR_ERR_ARG, "unary: bad op");
     const lunar_backend *be = lunar_tensor_backend(x);
     lunar_dtype dt = unary_dtype(op, x->dtype);
+    if (dt == LUNAR_DTYPE_COUNT)
+        return lunar_fail(LUNAR_ERR_DTYPE, "%s: not supported for bool tensors", unary_names[op]);
     lunar_tensor *in = x;
     if (dt != x->dtype) LUNAR_CHECK(lunar_raw_cast(&in, x, dt));
     lunar_status st = lunar_tensor_new(out, x->ndim, x->shape, dt, x);
@@ -143,6 +148,16 @@ lunar_status lunar_unary(lunar_tensor **out, lunar_unary_op op, lunar_tensor *x,
 }
 
 /* ---- binary ---- */
+
+/* x, with 0 where mask is true (multiplying by the mask would keep NaNs and infinities). */
+static lunar_tensor *zero_where(gx *c, lunar_tensor *mask, lunar_tensor *x) {
+    if (!mask || !x || c->st != LUNAR_OK) return NULL;
+    lunar_tensor *zero = NULL, *r = NULL;
+    c->st = lunar_full(&zero, 0, NULL, x->dtype, 0);
+    if (c->st == LUNAR_OK) c->st = lunar_where(&r, mask, zero, x);
+    lunar_tensor_release(zero);
+    return c->st == LUNAR_OK ? gx_add(c, r) : NULL;
+}
 
 static lunar_status binary_backward(lunar_node *n, lunar_tensor *g, lunar_tensor **gi) {
     lunar_binary_op op = (lunar_binary_op)n->i[0];
@@ -173,21 +188,14 @@ static lunar_status binary_backward(lunar_node *n, lunar_tensor *g, lunar_tensor
             gb = gx_un(&c, LUNAR_OP_NEG, gx_bin(&c, LUNAR_OP_DIV, gx_mul(&c, g, y), b));
         break;
     case LUNAR_OP_POW:
-        if (na) /* g b a^(b-1) */
-            ga = gx_mul(&c, g, gx_mul(&c, b, gx_bin(&c, LUNAR_OP_POW, a,
-                                                     gx_scal(&c, LUNAR_OP_SUB, b, 1))));
-        if (nb) { /* g y log(a), taken as 0 where a == 0 (the limit for b > 0) */
-            lunar_tensor *la = gx_un(&c, LUNAR_OP_LOG, a), *zero = NULL;
-            lunar_tensor *a0 = gx_scal(&c, LUNAR_OP_EQ, a, 0);
-            if (c.st == LUNAR_OK) c.st = lunar_full(&zero, 0, NULL, la->dtype, 0);
-            gx_add(&c, zero);
-            if (c.st == LUNAR_OK) {
-                lunar_tensor *safe = NULL;
-                c.st = lunar_where(&safe, a0, zero, la);
-                gx_add(&c, safe);
-                gb = gx_mul(&c, gx_mul(&c, g, y), safe);
-            }
+        if (na) { /* g b a^(b-1), taken as 0 where b == 0 (a^0 is constant, even at a = 0) */
+            lunar_tensor *d = gx_mul(&c, b, gx_bin(&c, LUNAR_OP_POW, a,
+                                                   gx_scal(&c, LUNAR_OP_SUB, b, 1)));
+            ga = gx_mul(&c, g, zero_where(&c, gx_scal(&c, LUNAR_OP_EQ, b, 0), d));
         }
+        if (nb) /* g y log(a), taken as 0 where a == 0 (the limit for b > 0) */
+            gb = gx_mul(&c, gx_mul(&c, g, y), zero_where(&c, gx_scal(&c, LUNAR_OP_EQ, a, 0),
+                                                          gx_un(&c, LUNAR_OP_LOG, a)));
         break;
     case LUNAR_OP_ATAN2: { /* d/da = b / (a^2 + b^2), d/db = -a / (a^2 + b^2) */
         lunar_tensor *den = gx_bin(&c, LUNAR_OP_ADD, gx_un(&c, LUNAR_OP_SQUARE, a),
@@ -224,12 +232,28 @@ static lunar_status binary_backward(lunar_node *n, lunar_tensor *g, lunar_tensor
     return gx_end(&c);
 }
 
-static lunar_dtype binary_dtype(lunar_binary_op op, lunar_dtype a, lunar_dtype b) {
+static int dtype_kind(lunar_dtype t) {
+    return t == LUNAR_BOOL ? 0 : lunar_dtype_is_float(t) ? 2 : 1;
+}
+
+/* PyTorch's result type: a 0-d operand beside a dimensioned one decides the dtype only when
+ * its kind (bool < integer < float) is higher, so float32 [n] + float64 0-d is float32. */
+static lunar_dtype result_type(const lunar_tensor *a, const lunar_tensor *b) {
+    if ((a->ndim == 0) == (b->ndim == 0)) return lunar_promote(a->dtype, b->dtype);
+    const lunar_tensor *z = a->ndim == 0 ? a : b, *d = a->ndim == 0 ? b : a;
+    return dtype_kind(z->dtype) > dtype_kind(d->dtype) ? z->dtype : d->dtype;
+}
+
+/* The dtype an op computes in, or LUNAR_DTYPE_COUNT when it refuses two bools. Bools add
+ * as "or" and multiply as "and" (the kernels see bool), as in PyTorch. */
+static lunar_dtype binary_dtype(lunar_binary_op op, const lunar_tensor *a, const lunar_tensor *b) {
     if (is_logical(op)) return LUNAR_BOOL;
-    lunar_dtype dt = lunar_promote(a, b);
+    lunar_dtype dt = result_type(a, b);
     if ((op == LUNAR_OP_DIV || op == LUNAR_OP_ATAN2) && !lunar_dtype_is_float(dt))
         return LUNAR_F32;
-    if (dt == LUNAR_BOOL && !is_compare(op)) return LUNAR_U8; /* arithmetic on bools */
+    if (dt == LUNAR_BOOL && !is_compare(op) && op != LUNAR_OP_ADD && op != LUNAR_OP_MUL &&
+        op != LUNAR_OP_MAXIMUM && op != LUNAR_OP_MINIMUM)
+        return LUNAR_DTYPE_COUNT;
     return dt;
 }
 
@@ -251,7 +275,9 @@ lunar_status lunar_binary(lunar_tensor **out, lunar_binary_op op, lunar_tensor *
     int nd;
     int64_t shape[LUNAR_MAX_DIMS];
     LUNAR_CHECK(lunar_broadcast_shape(name, a->ndim, a->shape, b->ndim, b->shape, &nd, shape));
-    lunar_dtype dt = binary_dtype(op, a->dtype, b->dtype);
+    lunar_dtype dt = binary_dtype(op, a, b);
+    if (dt == LUNAR_DTYPE_COUNT)
+        return lunar_fail(LUNAR_ERR_DTYPE, "%s: not supported for two bool tensors", name);
     lunar_dtype odt = is_compare(op) || is_logical(op) ? LUNAR_BOOL : dt;
     lunar_tensor *ca = NULL, *cb = NULL, *va = NULL, *vb = NULL;
     lunar_status st;
@@ -417,15 +443,20 @@ lunar_status lunar_binary_(lunar_tensor *t, lunar_binary_op op, lunar_tensor *b)
     if ((unsigned)op >= LUNAR_BINARY_COUNT) return lunar_fail(LUNAR_ERR_ARG, "binary_: bad op");
     const char *name = binary_names[op];
     LUNAR_CHECK(lunar_check_inplace(name, t));
-    lunar_dtype dt = binary_dtype(op, t->dtype, b->dtype);
+    lunar_dtype dt = binary_dtype(op, t, b);
     bool direct = dt == t->dtype && !is_compare(op) && !is_logical(op);
     if (!direct) { /* compute out of place, then cast into t */
         lunar_tensor *r;
         LUNAR_CHECK(lunar_binary(&r, op, t, b));
         lunar_status st = lunar_shape_equal(r->ndim, r->shape, t->ndim, t->shape)
-                              ? lunar_tensor_backend(t)->copy(t, r)
+                              ? LUNAR_OK
                               : lunar_fail(LUNAR_ERR_SHAPE, "%s_: the result does not fit in "
                                                             "place", name);
+        if (st == LUNAR_OK && dtype_kind(r->dtype) > dtype_kind(t->dtype)) /* no truncation */
+            st = lunar_fail(LUNAR_ERR_DTYPE, "%s_: the result is %s and cannot be stored in "
+                                             "place into a %s tensor",
+                            name, lunar_dtype_name(r->dtype), lunar_dtype_name(t->dtype));
+        if (st == LUNAR_OK) st = lunar_tensor_backend(t)->copy(t, r);
         lunar_tensor_release(r);
         if (st == LUNAR_OK) lunar_tensor_bump_version(t);
         return st;

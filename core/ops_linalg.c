@@ -32,7 +32,9 @@ static lunar_status as_batch3(lunar_tensor **out, lunar_tensor *t, int64_t B) {
     int nd = t->ndim, nb = nd - 2;
     int64_t r = t->shape[nd - 2], c = t->shape[nd - 1];
     int64_t rs = t->strides[nd - 2], cs = t->strides[nd - 1], bs;
-    bool unit = cs == 1 || rs == 1 || r == 1 || c == 1;
+    /* a layout the GEMM takes: unit stride in one dim, a leading dim that covers the other */
+    bool unit = ((cs == 1 || c == 1) && (rs >= (c > 1 ? c : 1) || r == 1)) ||
+                ((rs == 1 || r == 1) && (cs >= (r > 1 ? r : 1) || c == 1));
     lunar_tensor *src = t;
     if (!unit || !one_batch_stride(t, nb, &bs)) {
         LUNAR_CHECK(lunar_raw_contiguous(&src, t));
@@ -198,6 +200,312 @@ done:
     lunar_tensor_release(b3);
     lunar_tensor_release(c3);
     lunar_tensor_release(c);
+    if (st != LUNAR_OK) {
+        lunar_tensor_release(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+/* ---- the matmul family: mm, bmm, mv, dot, outer (checks, then matmul) ---- */
+
+/* Device, dtype and rank checks shared by the family; na / nb are the required ranks. */
+static lunar_status check_pair(const char *op, const lunar_tensor *a, const lunar_tensor *b,
+                               int na, int nb) {
+    char sa[128], sb[128];
+    LUNAR_CHECK(lunar_same_device(op, a, b));
+    if (a->ndim != na || b->ndim != nb)
+        return lunar_fail(LUNAR_ERR_SHAPE, "%s: expects %d-d and %d-d tensors (got %s and %s)", op,
+                          na, nb, lunar_shape_str(sa, sizeof sa, a->ndim, a->shape),
+                          lunar_shape_str(sb, sizeof sb, b->ndim, b->shape));
+    if (!lunar_dtype_is_float(a->dtype) || a->dtype != b->dtype)
+        return lunar_fail(LUNAR_ERR_DTYPE, "%s: needs two float tensors of one dtype (got %s and "
+                                           "%s)",
+                          op, lunar_dtype_name(a->dtype), lunar_dtype_name(b->dtype));
+    return LUNAR_OK;
+}
+
+static lunar_status inner_differ(const char *op, const lunar_tensor *a, const lunar_tensor *b,
+                                 const char *what, int64_t ka, int64_t kb) {
+    char sa[128], sb[128];
+    return lunar_fail(LUNAR_ERR_SHAPE, "%s: %s x %s: %s differ (%lld vs %lld)", op,
+                      lunar_shape_str(sa, sizeof sa, a->ndim, a->shape),
+                      lunar_shape_str(sb, sizeof sb, b->ndim, b->shape), what, (long long)ka,
+                      (long long)kb);
+}
+
+lunar_status lunar_mm(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b) {
+    *out = NULL;
+    LUNAR_CHECK(check_pair("mm", a, b, 2, 2));
+    if (a->shape[1] != b->shape[0])
+        return inner_differ("mm", a, b, "inner sizes", a->shape[1], b->shape[0]);
+    return lunar_matmul(out, a, b);
+}
+
+lunar_status lunar_bmm(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b) {
+    *out = NULL;
+    LUNAR_CHECK(check_pair("bmm", a, b, 3, 3));
+    if (a->shape[0] != b->shape[0])
+        return inner_differ("bmm", a, b, "batch sizes", a->shape[0], b->shape[0]);
+    if (a->shape[2] != b->shape[1])
+        return inner_differ("bmm", a, b, "inner sizes", a->shape[2], b->shape[1]);
+    return lunar_matmul(out, a, b);
+}
+
+lunar_status lunar_mv(lunar_tensor **out, lunar_tensor *a, lunar_tensor *v) {
+    *out = NULL;
+    LUNAR_CHECK(check_pair("mv", a, v, 2, 1));
+    if (a->shape[1] != v->shape[0])
+        return inner_differ("mv", a, v, "inner sizes", a->shape[1], v->shape[0]);
+    return lunar_matmul(out, a, v);
+}
+
+lunar_status lunar_dot(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b) {
+    *out = NULL;
+    LUNAR_CHECK(check_pair("dot", a, b, 1, 1));
+    if (a->shape[0] != b->shape[0])
+        return inner_differ("dot", a, b, "sizes", a->shape[0], b->shape[0]);
+    return lunar_matmul(out, a, b);
+}
+
+/* a [M] x b [N] -> [M, N]: a K = 1 product of the column a and the row b (views). */
+lunar_status lunar_outer(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b) {
+    *out = NULL;
+    LUNAR_CHECK(check_pair("outer", a, b, 1, 1));
+    lunar_tensor *col = NULL, *row = NULL;
+    lunar_status st = lunar_unsqueeze(&col, a, 1);
+    if (st == LUNAR_OK) st = lunar_unsqueeze(&row, b, 0);
+    if (st == LUNAR_OK) st = lunar_matmul(out, col, row);
+    lunar_tensor_release(col);
+    lunar_tensor_release(row);
+    return st;
+}
+
+/* ---- addmm and linear: one GEMM with beta onto the broadcast input ---- */
+
+/* c [M, N] (contiguous) = alpha * a [M, K] @ b [K, N] + beta * c; a and b take any strides
+ * (a transposed layout goes to the GEMM as such; other layouts are copied). */
+static lunar_status gemm2(lunar_tensor *c, lunar_tensor *a, lunar_tensor *b, double alpha,
+                          double beta) {
+    lunar_tensor *a3 = NULL, *b3 = NULL, *c3 = NULL;
+    lunar_status st;
+    LUNAR_GOTO(as_batch3(&a3, a, 1));
+    LUNAR_GOTO(as_batch3(&b3, b, 1));
+    int64_t s[3] = {1, c->shape[0], c->shape[1]}, t[3] = {c->shape[0] * c->shape[1],
+                                                          c->shape[1], 1};
+    c3 = lunar_tensor_alias(c, 3, s, t, c->offset);
+    if (!c3) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "gemm: out of memory"));
+    st = lunar_tensor_backend(c)->gemm(c3, a3, b3, alpha, beta);
+done:
+    lunar_tensor_release(a3);
+    lunar_tensor_release(b3);
+    lunar_tensor_release(c3);
+    return st;
+}
+
+/* A fresh [M, N] = alpha * a @ b. */
+static lunar_status mm_scaled(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b,
+                              double alpha) {
+    int64_t shape[2] = {a->shape[0], b->shape[1]};
+    LUNAR_CHECK(lunar_tensor_new(out, 2, shape, a->dtype, a));
+    lunar_status st = gemm2(*out, a, b, alpha, 0);
+    if (st != LUNAR_OK) {
+        lunar_tensor_release(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+/* The transpose of a 2-d tensor as a plain alias (no autograd). */
+static lunar_tensor *alias_t(const lunar_tensor *t) {
+    int64_t s[2] = {t->shape[1], t->shape[0]}, st[2] = {t->strides[1], t->strides[0]};
+    return lunar_tensor_alias(t, 2, s, st, t->offset);
+}
+
+/* gi[0] = beta g; gi[1] = alpha g b^T; gi[2] = alpha a^T g (the engine sums gi[0] down to
+ * input's shape). */
+static lunar_status addmm_backward(lunar_node *n, lunar_tensor *g, lunar_tensor **gi) {
+    double beta = n->f[0], alpha = n->f[1];
+    lunar_status st = LUNAR_OK;
+    if (lunar_node_needs(n, 0)) {
+        if (beta == 1) lunar_tensor_retain(gi[0] = g);
+        else st = lunar_binary_scalar(&gi[0], LUNAR_OP_MUL, g, beta, false);
+    }
+    lunar_tensor *a = NULL, *b = NULL, *t = NULL;
+    if (st == LUNAR_OK && lunar_node_needs(n, 1) && (st = lunar_node_saved(n, 1, &b)) == LUNAR_OK) {
+        t = alias_t(b);
+        st = t ? mm_scaled(&gi[1], g, t, alpha) : lunar_fail(LUNAR_ERR_MEMORY, "addmm: out of "
+                                                                               "memory");
+        lunar_tensor_release(t);
+    }
+    if (st == LUNAR_OK && lunar_node_needs(n, 2) && (st = lunar_node_saved(n, 0, &a)) == LUNAR_OK) {
+        t = alias_t(a);
+        st = t ? mm_scaled(&gi[2], t, g, alpha) : lunar_fail(LUNAR_ERR_MEMORY, "addmm: out of "
+                                                                               "memory");
+        lunar_tensor_release(t);
+    }
+    return st;
+}
+
+lunar_status lunar_addmm(lunar_tensor **out, lunar_tensor *input, lunar_tensor *a,
+                         lunar_tensor *b, double beta, double alpha) {
+    *out = NULL;
+    char si[128], sc[128];
+    LUNAR_CHECK(check_pair("addmm", a, b, 2, 2));
+    LUNAR_CHECK(lunar_same_device("addmm", input, a));
+    if (a->shape[1] != b->shape[0])
+        return inner_differ("addmm", a, b, "inner sizes", a->shape[1], b->shape[0]);
+    if (input->dtype != a->dtype)
+        return lunar_fail(LUNAR_ERR_DTYPE, "addmm: input is %s but the product is %s",
+                          lunar_dtype_name(input->dtype), lunar_dtype_name(a->dtype));
+    int64_t shape[2] = {a->shape[0], b->shape[1]}, bshape[LUNAR_MAX_DIMS];
+    int nb;
+    lunar_status st = lunar_broadcast_shape("addmm", input->ndim, input->shape, 2, shape, &nb,
+                                            bshape);
+    if (st != LUNAR_OK || !lunar_shape_equal(nb, bshape, 2, shape))
+        return lunar_fail(LUNAR_ERR_SHAPE, "addmm: input %s does not broadcast to the product's "
+                                           "shape %s",
+                          lunar_shape_str(si, sizeof si, input->ndim, input->shape),
+                          lunar_shape_str(sc, sizeof sc, 2, shape));
+    lunar_tensor *v = NULL;
+    LUNAR_CHECK(lunar_tensor_new(out, 2, shape, a->dtype, a));
+    if (beta != 0) { /* beta = 0 ignores input, NaNs included, as BLAS does */
+        v = lunar_broadcast_view(input, 2, shape);
+        if (!v) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "addmm: out of memory"));
+        LUNAR_GOTO(lunar_raw_copy(*out, v));
+    }
+    LUNAR_GOTO(gemm2(*out, a, b, alpha, beta));
+    lunar_tensor *in[3] = {input, a, b};
+    lunar_node *n = lunar_node_begin("addmm", addmm_backward, 3, in);
+    if (n) {
+        n->f[0] = beta;
+        n->f[1] = alpha;
+        if (lunar_node_needs(n, 2)) lunar_node_save(n, 0, a);
+        if (lunar_node_needs(n, 1)) lunar_node_save(n, 1, b);
+        lunar_node_finish(n, *out);
+    }
+done:
+    lunar_tensor_release(v);
+    if (st != LUNAR_OK) {
+        lunar_tensor_release(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+/* x [..., K] as a 2-d [M, K] alias when its leading dims walk with one stride, else a
+ * contiguous copy's alias. */
+static lunar_status as_rows(lunar_tensor **out, const lunar_tensor *x) {
+    int nd = x->ndim;
+    int64_t K = x->shape[nd - 1], M = lunar_shape_numel(nd - 1, x->shape);
+    int64_t rs = K, expect = -1;
+    bool ok = true;
+    for (int d = nd - 2; d >= 0 && ok; d--) {
+        if (x->shape[d] == 1) continue;
+        if (expect < 0) rs = x->strides[d];
+        else ok = x->strides[d] == expect;
+        expect = x->strides[d] * x->shape[d];
+    }
+    lunar_tensor *src;
+    if (ok) {
+        src = lunar_tensor_alias(x, nd, x->shape, x->strides, x->offset);
+        if (!src) return lunar_fail(LUNAR_ERR_MEMORY, "linear: out of memory");
+    } else {
+        LUNAR_CHECK(lunar_raw_contiguous(&src, x));
+        rs = K;
+    }
+    int64_t shape[2] = {M, K}, strides[2] = {rs, src->strides[nd - 1]};
+    *out = lunar_tensor_alias(src, 2, shape, strides, src->offset);
+    lunar_tensor_release(src);
+    return *out ? LUNAR_OK : lunar_fail(LUNAR_ERR_MEMORY, "linear: out of memory");
+}
+
+/* y = x w^T + b: gx = g w, gw = g2^T x2 over the flattened rows, gb = g (summed down to the
+ * bias by the engine). */
+static lunar_status linear_backward(lunar_node *n, lunar_tensor *g, lunar_tensor **gi) {
+    lunar_tensor *x, *w, *g2 = NULL, *x2 = NULL, *t = NULL;
+    lunar_status st = LUNAR_OK;
+    if (lunar_node_needs(n, 0)) {
+        LUNAR_CHECK(lunar_node_saved(n, 1, &w));
+        LUNAR_CHECK(lunar_matmul(&gi[0], g, w));
+    }
+    if (lunar_node_needs(n, 1)) {
+        LUNAR_CHECK(lunar_node_saved(n, 0, &x));
+        LUNAR_GOTO(as_rows(&g2, g));
+        LUNAR_GOTO(as_rows(&x2, x));
+        t = alias_t(g2);
+        if (!t) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "linear: out of memory"));
+        LUNAR_GOTO(mm_scaled(&gi[1], t, x2, 1));
+    }
+    if (lunar_node_needs(n, 2)) lunar_tensor_retain(gi[2] = g);
+done:
+    lunar_tensor_release(g2);
+    lunar_tensor_release(x2);
+    lunar_tensor_release(t);
+    return st;
+}
+
+lunar_status lunar_linear(lunar_tensor **out, lunar_tensor *x, lunar_tensor *weight,
+                          lunar_tensor *bias) {
+    *out = NULL;
+    char sx[128], sw[128];
+    LUNAR_CHECK(lunar_same_device("linear", x, weight));
+    if (x->ndim < 1 || weight->ndim != 2)
+        return lunar_fail(LUNAR_ERR_SHAPE, "linear: expects input [..., in] and weight [out, in] "
+                                           "(got %s and %s)",
+                          lunar_shape_str(sx, sizeof sx, x->ndim, x->shape),
+                          lunar_shape_str(sw, sizeof sw, weight->ndim, weight->shape));
+    if (!lunar_dtype_is_float(x->dtype) || x->dtype != weight->dtype ||
+        (bias && bias->dtype != x->dtype))
+        return lunar_fail(LUNAR_ERR_DTYPE, "linear: needs float tensors of one dtype (input %s, "
+                                           "weight %s%s%s)",
+                          lunar_dtype_name(x->dtype), lunar_dtype_name(weight->dtype),
+                          bias ? ", bias " : "", bias ? lunar_dtype_name(bias->dtype) : "");
+    int64_t K = x->shape[x->ndim - 1], N = weight->shape[0];
+    if (K != weight->shape[1])
+        return lunar_fail(LUNAR_ERR_SHAPE, "linear: input %s x weight %s^T: in_features differ "
+                                           "(%lld vs %lld)",
+                          lunar_shape_str(sx, sizeof sx, x->ndim, x->shape),
+                          lunar_shape_str(sw, sizeof sw, 2, weight->shape), (long long)K,
+                          (long long)weight->shape[1]);
+    if (bias) {
+        LUNAR_CHECK(lunar_same_device("linear", x, bias));
+        int64_t bn = lunar_tensor_numel(bias);
+        if (bias->ndim > 1 || (bn != N && bn != 1))
+            return lunar_fail(LUNAR_ERR_SHAPE, "linear: bias %s does not fit out_features %lld",
+                              lunar_shape_str(sx, sizeof sx, bias->ndim, bias->shape),
+                              (long long)N);
+    }
+    int64_t oshape[LUNAR_MAX_DIMS];
+    memcpy(oshape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+    oshape[x->ndim - 1] = N;
+    int64_t M = lunar_shape_numel(x->ndim - 1, x->shape), s2[2] = {M, N}, t2[2] = {N, 1};
+    lunar_tensor *x2 = NULL, *wt = NULL, *c2 = NULL, *bv = NULL;
+    lunar_status st;
+    LUNAR_GOTO(lunar_tensor_new(out, x->ndim, oshape, x->dtype, x));
+    LUNAR_GOTO(as_rows(&x2, x));
+    wt = alias_t(weight);
+    c2 = lunar_tensor_alias(*out, 2, s2, t2, 0);
+    if (!wt || !c2) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "linear: out of memory"));
+    if (bias) {
+        lunar_tensor *b1 = bias;
+        bv = lunar_broadcast_view(b1, 2, s2);
+        if (!bv) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "linear: out of memory"));
+        LUNAR_GOTO(lunar_raw_copy(c2, bv));
+    }
+    LUNAR_GOTO(gemm2(c2, x2, wt, 1, bias ? 1 : 0));
+    lunar_tensor *in[3] = {x, weight, bias};
+    lunar_node *n = lunar_node_begin("linear", linear_backward, 3, in);
+    if (n) {
+        if (lunar_node_needs(n, 1)) lunar_node_save(n, 0, x);
+        if (lunar_node_needs(n, 0)) lunar_node_save(n, 1, weight);
+        lunar_node_finish(n, *out);
+    }
+done:
+    lunar_tensor_release(x2);
+    lunar_tensor_release(wt);
+    lunar_tensor_release(c2);
+    lunar_tensor_release(bv);
     if (st != LUNAR_OK) {
         lunar_tensor_release(*out);
         *out = NULL;

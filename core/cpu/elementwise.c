@@ -164,7 +164,7 @@ typedef struct {
         switch (c->op) {                                                                      \
         case LUNAR_OP_NEG: UNARY_LOOP(T, -v); break;                                          \
         case LUNAR_OP_ABS: UNARY_LOOP(T, fabs(v)); break;                                     \
-        case LUNAR_OP_SIGN: UNARY_LOOP(T, v != v ? v : (T)((v > 0) - (v < 0))); break;        \
+        case LUNAR_OP_SIGN: UNARY_LOOP(T, (v > 0) - (v < 0)); break; /* NaN: 0, as PyTorch */ \
         case LUNAR_OP_EXP: UNARY_LOOP(T, exp(v)); break;                                      \
         case LUNAR_OP_EXPM1: UNARY_LOOP(T, expm1(v)); break;                                  \
         case LUNAR_OP_LOG: UNARY_LOOP(T, log(v)); break;                                      \
@@ -339,6 +339,17 @@ static inline int64_t idiv(int64_t u, int64_t v) {
     default: break;                                                                           \
     }
 
+/* Bools stay 0/1: add is "or", mul and minimum are "and", maximum is "or". */
+#define BINARY_BOOL                                                                           \
+    switch (c->op) {                                                                          \
+    case LUNAR_OP_ADD:                                                                        \
+    case LUNAR_OP_MAXIMUM: BINARY_LOOP(uint8_t, uint8_t, u | v); break;                       \
+    case LUNAR_OP_MUL:                                                                        \
+    case LUNAR_OP_MINIMUM: BINARY_LOOP(uint8_t, uint8_t, u & v); break;                       \
+        BINARY_COMPARE(uint8_t)                                                               \
+    default: break;                                                                           \
+    }
+
 static void binary_row(char **p, const int64_t *s, int64_t n, void *ctx) {
     const binary_ctx *c = ctx;
     switch (c->dt) {
@@ -346,8 +357,8 @@ static void binary_row(char **p, const int64_t *s, int64_t n, void *ctx) {
     case LUNAR_F64: BINARY_FLOAT(double); break;
     case LUNAR_I32: BINARY_INT(int32_t); break;
     case LUNAR_I64: BINARY_INT(int64_t); break;
-    case LUNAR_U8:
-    case LUNAR_BOOL: BINARY_INT(uint8_t); break;
+    case LUNAR_U8: BINARY_INT(uint8_t); break;
+    case LUNAR_BOOL: BINARY_BOOL; break;
     default: break;
     }
 }

@@ -1,5 +1,6 @@
 /*
- * reduce.c - CPU reductions over a set of dims, arg-max/min along one dim, and scans.
+ * reduce.c - CPU reductions over a set of dims, arg-max/min along one dim, and scans
+ * (cumsum, cumprod).
  *
  * x is seen as [kept dims..., reduced dims...] by relabelling strides, never copied. Each
  * output element walks its reduced sub-space with the strided iterator, so a reduction over
@@ -141,6 +142,7 @@ static void acc_combine(acc *into, const acc *part) {
 /* Runs one pass of a over the sub-space `it`, split across threads when `parallel`. */
 static void run_pass(acc *a, lunar_dtype dt, const cpu_iter *it, bool parallel) {
     acc_reset(a);
+    if (it->numel == 0) return; /* an empty dim: the iterator must not divide by its size */
     int nth = cpu_threads();
     if (!parallel || nth <= 1 || it->numel < LUNAR_GRAIN) {
         row_ctx c = {dt, a};
@@ -190,8 +192,9 @@ static double reduce_one(acc *a, lunar_dtype dt, const cpu_iter *it, bool parall
         return pow(a->s, 1.0 / p);
     }
     case LUNAR_OP_VAR: {
+        /* like PyTorch: max(0, N - correction), then IEEE division (0/0 = nan) */
         double dof = (double)count - a->param;
-        return dof > 0 ? a->s / dof : (count ? INFINITY : NAN);
+        return a->s / (dof > 0 ? dof : 0.0);
     }
     default: return a->s;
     }
@@ -247,5 +250,129 @@ lunar_status cpu_reduce(lunar_reduce_op op, lunar_tensor *out, const lunar_tenso
         else if (integer) cpu_store(out->dtype, dst, (double)a.is);
         else cpu_store(out->dtype, dst, v);
     }
+    return LUNAR_OK;
+}
+
+/* ---- arg-max/min and scans: one lane per position of the other dims ----
+ * Both walk x along `dim` from lanes that the iterator enumerates: operands are viewed with
+ * size 1 at dim, so the iterator skips that dim and hands each row function the start of a
+ * run of lanes; ctx carries the length and the byte strides along dim. */
+
+typedef struct lane_ctx {
+    lunar_dtype dt;
+    int64_t len;        /* x->shape[dim] */
+    int64_t sx, so;     /* strides along dim in bytes: x, and out (scans) */
+    bool flag;          /* is_min (arg_reduce) or is_prod (scan) */
+} lane_ctx;
+
+/* A view of t with size 1 at dim (same strides and offset). */
+static lunar_tensor lane_view(const lunar_tensor *t, int dim) {
+    lunar_tensor v = *t;
+    v.shape[dim] = 1;
+    return v;
+}
+
+/* The first extreme wins ties (strict comparison); the first NaN wins over everything,
+ * as in PyTorch. Integers compare in their own type, so int64 beyond 2^53 stays exact. */
+#define ARG_LANE(T, ISNAN)                                                                    \
+    do {                                                                                      \
+        const char *px = p[2];                                                                \
+        T best = *(const T *)px;                                                              \
+        int64_t bi = 0;                                                                       \
+        if (!(ISNAN(best)))                                                                   \
+            for (int64_t i = 1; i < c->len; i++) {                                            \
+                T v = *(const T *)(px + i * c->sx);                                           \
+                if (ISNAN(v)) {                                                               \
+                    best = v;                                                                 \
+                    bi = i;                                                                   \
+                    break;                                                                    \
+                }                                                                             \
+                if (c->flag ? v < best : v > best) {                                          \
+                    best = v;                                                                 \
+                    bi = i;                                                                   \
+                }                                                                             \
+            }                                                                                 \
+        *(T *)p[0] = best;                                                                    \
+        *(int64_t *)p[1] = bi;                                                                \
+    } while (0)
+#define NO_NAN(v) 0
+#define IS_NAN(v) ((v) != (v))
+
+/* values, indices: [..., 1, ...] (1 at dim); x: [..., len, ...]; lanes given as runs */
+static void arg_rows(char **ptrs, const int64_t *strides, int64_t n, void *ctx) {
+    const lane_ctx *c = ctx;
+    for (int64_t r = 0; r < n; r++) {
+        char *p[3] = {ptrs[0] + r * strides[0], ptrs[1] + r * strides[1],
+                      ptrs[2] + r * strides[2]};
+        switch (c->dt) {
+        case LUNAR_BOOL:
+        case LUNAR_U8: ARG_LANE(uint8_t, NO_NAN); break;
+        case LUNAR_I32: ARG_LANE(int32_t, NO_NAN); break;
+        case LUNAR_I64: ARG_LANE(int64_t, NO_NAN); break;
+        case LUNAR_F32: ARG_LANE(float, IS_NAN); break;
+        case LUNAR_F64: ARG_LANE(double, IS_NAN); break;
+        default: break;
+        }
+    }
+}
+
+/* x: [..., len, ...] (len >= 1) -> values (x's dtype), indices (int64, 0-based): [..., 1, ...] */
+lunar_status cpu_arg_reduce(lunar_tensor *values, lunar_tensor *indices, const lunar_tensor *x,
+                            int dim, bool is_min) {
+    int64_t len = x->shape[dim];
+    if (len == 0) /* the op layer refuses this; guard the kernel all the same */
+        return lunar_fail(LUNAR_ERR_SHAPE, "cpu: arg_reduce over an empty dim");
+    lunar_tensor xv = lane_view(x, dim);
+    const lunar_tensor *ops[3] = {values, indices, &xv};
+    lane_ctx c = {x->dtype, len, x->strides[dim] * (int64_t)lunar_dtype_size(x->dtype), 0,
+                  is_min};
+    cpu_iter it;
+    cpu_iter_init(&it, 3, ops);
+    cpu_iter_run(&it, arg_rows, &c, LUNAR_GRAIN / len + 1);
+    return LUNAR_OK;
+}
+
+/* Floats accumulate in double (as PyTorch's CPU scans do), integers in int64. */
+#define SCAN_LANE(T, ACC)                                                                     \
+    do {                                                                                      \
+        const char *px = p[1];                                                                \
+        char *po = p[0];                                                                      \
+        ACC s = c->flag ? 1 : 0;                                                              \
+        for (int64_t i = 0; i < c->len; i++) {                                                \
+            ACC v = (ACC) * (const T *)(px + i * c->sx);                                      \
+            s = c->flag ? s * v : s + v;                                                      \
+            *(T *)(po + i * c->so) = (T)s;                                                    \
+        }                                                                                     \
+    } while (0)
+
+/* out, x: [..., len, ...], same dtype; lanes given as runs */
+static void scan_rows(char **ptrs, const int64_t *strides, int64_t n, void *ctx) {
+    const lane_ctx *c = ctx;
+    for (int64_t r = 0; r < n; r++) {
+        char *p[2] = {ptrs[0] + r * strides[0], ptrs[1] + r * strides[1]};
+        switch (c->dt) {
+        case LUNAR_BOOL:
+        case LUNAR_U8: SCAN_LANE(uint8_t, int64_t); break;
+        case LUNAR_I32: SCAN_LANE(int32_t, int64_t); break;
+        case LUNAR_I64: SCAN_LANE(int64_t, int64_t); break;
+        case LUNAR_F32: SCAN_LANE(float, double); break;
+        case LUNAR_F64: SCAN_LANE(double, double); break;
+        default: break;
+        }
+    }
+}
+
+/* out = cumsum or cumprod of x along dim; out, x: same shape and dtype, any strides */
+lunar_status cpu_scan(lunar_tensor *out, const lunar_tensor *x, int dim, bool is_prod) {
+    int64_t len = x->shape[dim];
+    if (len == 0 || lunar_tensor_numel(x) == 0) return LUNAR_OK;
+    lunar_tensor ov = lane_view(out, dim), xv = lane_view(x, dim);
+    const lunar_tensor *ops[2] = {&ov, &xv};
+    size_t es = lunar_dtype_size(x->dtype);
+    lane_ctx c = {x->dtype, len, x->strides[dim] * (int64_t)es,
+                  out->strides[dim] * (int64_t)lunar_dtype_size(out->dtype), is_prod};
+    cpu_iter it;
+    cpu_iter_init(&it, 2, ops);
+    cpu_iter_run(&it, scan_rows, &c, LUNAR_GRAIN / len + 1);
     return LUNAR_OK;
 }

@@ -12,7 +12,8 @@ static int t_backward(lua_State *L) {
     lunar_tensor *g = lunar_lua_test(L, 2);
     int opts = g ? lunar_lua_opts(L, 3) : lunar_lua_opts(L, 2);
     bool retain = lunar_lua_optbool(L, opts, "retain_graph", false);
-    if (lua_isboolean(L, g ? 3 : 2)) retain = lua_toboolean(L, g ? 3 : 2);
+    int pos = g || lua_isnil(L, 2) ? 3 : 2; /* backward(grad, true) or backward(nil, true) */
+    if (lua_isboolean(L, pos)) retain = lua_toboolean(L, pos);
     if (!g && opts) {
         lua_getfield(L, opts, "grad");
         g = lunar_lua_test(L, -1);

@@ -9,6 +9,9 @@
 static lunar_dtype default_dtype = LUNAR_F32;
 static lua_State *main_state;
 static int64_t gc_threshold = 64 << 20; /* live bytes that trigger a collection */
+/* The tensor metatable by registry index: luaL_testudata looks it up by name, and the
+ * string lookup (with its strcmp) was a tenth of a tiny op's instructions. */
+static int mt_ref = LUA_NOREF;
 
 lunar_dtype lunar_lua_default_dtype(void) { return default_dtype; }
 void lunar_lua_set_default_dtype(lunar_dtype dt) { default_dtype = dt; }
@@ -16,8 +19,12 @@ void lunar_lua_set_default_dtype(lunar_dtype dt) { default_dtype = dt; }
 int lunar_lua_raise(lua_State *L) { return luaL_error(L, "%s", lunar_last_error()); }
 
 lunar_tensor *lunar_lua_test(lua_State *L, int idx) {
-    lunar_tensor **box = luaL_testudata(L, idx, LUNAR_TENSOR_MT);
-    if (!box) return NULL;
+    lunar_tensor **box = lua_touserdata(L, idx);
+    if (!box || !lua_getmetatable(L, idx)) return NULL;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, mt_ref);
+    bool same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (!same) return NULL;
     if (!*box) luaL_error(L, "tensor used after it was closed");
     return *box;
 }
@@ -63,9 +70,10 @@ void lunar_lua_push(lua_State *L, lunar_tensor *t) {
         live = lunar_live_bytes();
         gc_threshold = live * 2 > (64 << 20) ? live * 2 : (64 << 20);
     }
-    lunar_tensor **box = lua_newuserdatauv(L, sizeof *box, 1);
+    lunar_tensor **box = lua_newuserdatauv(L, sizeof *box, 0);
     *box = t;
-    luaL_setmetatable(L, LUNAR_TENSOR_MT);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, mt_ref);
+    lua_setmetatable(L, -2);
 }
 
 /* ---- arguments ---- */
@@ -117,7 +125,7 @@ lunar_dtype lunar_lua_optdtype(lua_State *L, int idx, lunar_dtype def) {
 }
 
 int lunar_lua_opts(lua_State *L, int idx) {
-    if (lua_type(L, idx) != LUA_TTABLE || luaL_testudata(L, idx, LUNAR_TENSOR_MT)) return 0;
+    if (lua_type(L, idx) != LUA_TTABLE) return 0;
     return lua_absindex(L, idx);
 }
 
@@ -157,8 +165,7 @@ const char *lunar_lua_optstring(lua_State *L, int opts, const char *key, const c
 
 int lunar_lua_shape(lua_State *L, int idx, int *ndim, int64_t *shape) {
     int n = 0;
-    if (lua_type(L, idx) == LUA_TTABLE && !luaL_testudata(L, idx, LUNAR_TENSOR_MT) &&
-        lua_rawlen(L, idx) > 0) {
+    if (lua_type(L, idx) == LUA_TTABLE && lua_rawlen(L, idx) > 0) {
         int len = (int)lua_rawlen(L, idx);
         if (len > LUNAR_MAX_DIMS) luaL_error(L, "shape: at most %d dims", LUNAR_MAX_DIMS);
         for (int i = 1; i <= len; i++) {
@@ -208,7 +215,8 @@ static void collect_on_oom(void) {
 /* ---- the metatable ---- */
 
 static int tensor_release(lua_State *L) {
-    lunar_tensor **box = luaL_checkudata(L, 1, LUNAR_TENSOR_MT);
+    lunar_tensor **box = lua_touserdata(L, 1); /* only ever a tensor's __gc or __close */
+    if (!box) return 0;
     lunar_tensor_release(*box); /* __gc and __close share this; the NULL makes it idempotent */
     *box = NULL;
     return 0;
@@ -230,7 +238,7 @@ int luaopen_lunar_core(lua_State *L) {
     lua_setfield(L, 3, "__close");
     lua_pushstring(L, "lunar.Tensor");
     lua_setfield(L, 3, "__name");
-    lua_pop(L, 1);
+    mt_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the metatable */
 
     lunar_lua_open_tensor(L);
     lunar_lua_open_ops(L);

@@ -1,7 +1,9 @@
 /*
  * reduce.c (binding) - reductions: sum, mean, prod, max, min, all, any, logsumexp, norm,
- * var, std. Dims are 1-based: x:sum() reduces everything, x:sum(2) one dim, x:sum({1, 3})
- * several; keepdim comes as a boolean after the dims or as {keepdim = true}.
+ * var, std, max/min (with indices along a dim), argmax/argmin, cumsum, cumprod.
+ * Dims are 1-based: x:sum() reduces everything, x:sum(2) one dim, x:sum({1, 3}) several;
+ * keepdim comes as a boolean after
+ * the dims or as {keepdim = true}.
  */
 #include "binding.h"
 
@@ -39,7 +41,13 @@ static int reduce(lua_State *L, lunar_reduce_op op, const char *fname, double pa
     bool opts_first = lunar_lua_opts(L, 2) != 0 && lua_rawlen(L, 2) == 0;
     uint32_t mask = opts_first ? 0 : dims_mask(L, 2, t->ndim, fname);
     bool keep = keepdim_arg(L, opts_first ? 2 : 3);
-    LUNAR_LUA_TRY(L, lunar_reduce(&r, op, t, mask, keep, param));
+    if (lunar_reduce(&r, op, t, mask, keep, param) != LUNAR_OK) {
+        /* amax/amin share max/min's core op: say which function the user called */
+        const char *msg = lunar_last_error();
+        size_t n = strlen(fname);
+        if (strncmp(msg, fname, n) == 0 && msg[n] == ':') return lunar_lua_raise(L);
+        return luaL_error(L, "%s: %s", fname, msg);
+    }
     lunar_lua_push(L, r);
     return 1;
 }
@@ -60,8 +68,8 @@ static int l_norm(lua_State *L) {
     else if (lua_isinteger(L, 2)) p = (double)lua_tointeger(L, 2);
     else if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "inf") == 0) p = INFINITY;
     else if (!lua_isnoneornil(L, 2)) return luaL_typeerror(L, 2, "number or 'inf'");
-    if (p < 0) return luaL_error(L, "norm: p must be >= 0 (got %g)", p);
-    lua_remove(L, 2);
+    if (p < 0) return luaL_error(L, "norm: p must be >= 0 (got %f)", p);
+    if (lua_gettop(L) >= 2) lua_remove(L, 2);
     return reduce(L, LUNAR_OP_NORM, "norm", p);
 }
 
@@ -143,12 +151,36 @@ static int arg(lua_State *L, bool is_min) {
 static int l_argmax(lua_State *L) { return arg(L, false); }
 static int l_argmin(lua_State *L) { return arg(L, true); }
 
+/* x:cumsum(dim), x:cumprod(dim): the dim is required, as in PyTorch */
+static int scan(lua_State *L, bool is_prod) {
+    lunar_tensor *t = lunar_lua_check(L, 1), *r;
+    const char *fname = is_prod ? "cumprod" : "cumsum";
+    if (!lua_isinteger(L, 2))
+        return luaL_error(L, "%s: dim must be an integer (got %s)", fname, luaL_typename(L, 2));
+    int dim = lunar_lua_dim(L, lua_tointeger(L, 2), t->ndim, fname);
+    LUNAR_LUA_TRY(L, (is_prod ? lunar_cumprod : lunar_cumsum)(&r, t, dim));
+    lunar_lua_push(L, r);
+    return 1;
+}
+
+static int l_cumsum(lua_State *L) { return scan(L, false); }
+static int l_cumprod(lua_State *L) { return scan(L, true); }
+
+
+static const luaL_Reg module_only[] = {
+    {NULL, NULL},
+};
+
 static const luaL_Reg both[] = {
     {"sum", l_sum},   {"mean", l_mean},         {"prod", l_prod}, {"all", l_all},
     {"any", l_any},   {"logsumexp", l_logsumexp}, {"amax", l_amax}, {"amin", l_amin},
     {"norm", l_norm}, {"var", l_var},           {"std", l_std},   {"max", l_max},
     {"min", l_min},   {"argmax", l_argmax},     {"argmin", l_argmin},
+    {"cumsum", l_cumsum}, {"cumprod", l_cumprod},
     {NULL, NULL},
 };
 
-void lunar_lua_open_reduce(lua_State *L) { lunar_lua_register(L, both, true, true); }
+void lunar_lua_open_reduce(lua_State *L) {
+    lunar_lua_register(L, both, true, true);
+    lunar_lua_register(L, module_only, false, true);
+}

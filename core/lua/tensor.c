@@ -154,9 +154,10 @@ static int l_tensor(lua_State *L) {
     int opts = lunar_lua_opts(L, 2);
     lunar_tensor *src = lunar_lua_test(L, 1), *t;
     if (src) {
-        lunar_dtype dt = lunar_lua_optdtype(L, opts ? 0 : 2, src->dtype);
-        if (opts) dt = lunar_lua_dtype_from_name(L, lunar_lua_optstring(L, opts, "dtype",
-                                                                        lunar_dtype_name(src->dtype)));
+        lunar_dtype dt = src->dtype;
+        const char *name = opts ? lunar_lua_optstring(L, opts, "dtype", NULL) : NULL;
+        if (name) dt = lunar_lua_dtype_from_name(L, name);
+        else if (!opts) dt = lunar_lua_optdtype(L, 2, src->dtype);
         LUNAR_LUA_TRY(L, lunar_raw_cast(&t, src, dt));
     } else if (lua_type(L, 1) == LUA_TNUMBER || lua_type(L, 1) == LUA_TBOOLEAN) {
         int kind = lua_isboolean(L, 1) ? 4 : (lua_isinteger(L, 1) ? 1 : 2);
@@ -299,7 +300,7 @@ static int l_eye(lua_State *L) {
 }
 
 static int l_is_tensor(lua_State *L) {
-    lua_pushboolean(L, luaL_testudata(L, 1, LUNAR_TENSOR_MT) != NULL);
+    lua_pushboolean(L, lunar_lua_test(L, 1) != NULL);
     return 1;
 }
 

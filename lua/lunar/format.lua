@@ -53,7 +53,7 @@ local function formatter(values, dtype)
     end
   end
   local sci = maxabs >= 1e8 or (minabs < 1e-4 and minabs > 0) or
-    (minabs < math.huge and maxabs / minabs > 1e3 and not allint)
+    (minabs < math.huge and maxabs / minabs > 1e3)
   local fmt
   if sci then
     fmt = "%.4e"

@@ -1,0 +1,167 @@
+local lunar = require("lunar")
+local H = require("tests.helper")
+local fx = require("tests.fixtures").load("linalg")
+
+local F64 = {dtype = "float64", requires_grad = true}
+
+-- Runs fn on fresh leaf copies of the fixture inputs `name_<k>`, compares the output with
+-- PyTorch's, backpropagates the fixture's upstream gradient and compares every input's
+-- gradient. prep (optional) turns each leaf into the operand fn sees (a transposed view ...).
+local function against_torch(name, keys, fn, prep)
+  local leaves, args = {}, {}
+  for i, k in ipairs(keys) do
+    leaves[i] = fx[name .. "_" .. k]:clone():requires_grad_()
+    args[i] = prep and prep(leaves[i], i) or leaves[i]
+  end
+  local y = fn(table.unpack(args))
+  H.close(y, fx[name .. "_out"], 1e-5, 1e-5)
+  y:backward(fx[name .. "_g"])
+  for i, k in ipairs(keys) do H.close(leaves[i].grad, fx[name .. "_g" .. k], 1e-5, 1e-5) end
+end
+
+local function gradcheck(fn, inputs)
+  local ok, msg = lunar.autograd.gradcheck(fn, inputs)
+  assert(ok, msg)
+end
+
+-- a float64 leaf with distinct, non-symmetric values
+local function leaf(...)
+  local shape = {...}
+  local n = 1
+  for _, s in ipairs(shape) do n = n * s end
+  return (lunar.arange(n, {dtype = "float64"}):sin() * 2 + 0.1):reshape(shape):requires_grad_()
+end
+
+-- the same values in a transposed layout (the storage holds x^T), kept in the graph
+local function transposed(x)
+  return x:t():contiguous():t()
+end
+
+describe("linalg values and gradients against PyTorch", function()
+  it("mm, also with transposed and strided operands", function()
+    against_torch("mm", {"a", "b"}, lunar.mm)
+    against_torch("mm", {"a", "b"}, function(a, b) return a:mm(b) end,
+      transposed)
+    -- a column slice: row stride 8, not a transposed layout
+    against_torch("mm", {"a", "b"}, lunar.mm, function(x, i)
+      if i == 1 then return lunar.cat({x, x}, 2):narrow(2, 1, 4) end
+      return x
+    end)
+  end)
+
+  it("bmm, mv, dot, outer", function()
+    against_torch("bmm", {"a", "b"}, lunar.bmm)
+    against_torch("bmm", {"a", "b"}, lunar.bmm,
+      function(x) return x:transpose(2, 3):contiguous():transpose(2, 3) end)
+    against_torch("mv", {"a", "v"}, lunar.mv)
+    against_torch("mv", {"a", "v"}, function(a, v) return a:mv(v) end,
+      function(x, i) return i == 1 and transposed(x) or x end)
+    against_torch("dot", {"a", "b"}, lunar.dot)
+    assert.are.equal(0, lunar.dot(fx.dot_a, fx.dot_b):dim())
+    against_torch("outer", {"a", "b"}, lunar.outer)
+  end)
+
+  it("addmm with a broadcast input, beta and alpha", function()
+    against_torch("addmm", {"i", "a", "b"}, function(i, a, b)
+      return lunar.addmm(i, a, b, {beta = 0.5, alpha = 2})
+    end)
+    against_torch("addmmf", {"i", "a", "b"}, function(i, a, b) return i:addmm(a, b) end)
+    against_torch("addmmf", {"i", "a", "b"}, lunar.addmm, function(x, i)
+      return i > 1 and transposed(x) or x
+    end)
+  end)
+
+  it("addmm with beta = 0 ignores the input, NaNs included", function()
+    local i = lunar.full({2, 2}, 0 / 0)
+    local a, b = lunar.eye(2), lunar.tensor{{1, 2}, {3, 4}}:float()
+    H.close(lunar.addmm(i, a, b, {beta = 0}), {{1, 2}, {3, 4}})
+  end)
+
+  it("linear: x @ w^T + b with PyTorch's weight layout", function()
+    against_torch("linear", {"x", "w", "b"}, lunar.linear)
+    against_torch("linear", {"x", "w", "b"}, function(x, w, b) return x:linear(w, b) end,
+      function(t, i) return i == 2 and transposed(t) or t end)
+    -- a non-contiguous input whose rows cannot be flattened into one stride
+    against_torch("linear", {"x", "w", "b"}, lunar.linear, function(t, i)
+      return i == 1 and t:transpose(1, 2):contiguous():transpose(1, 2) or t
+    end)
+    against_torch("linear1", {"x", "w"}, lunar.linear)
+    assert.are.same({5}, lunar.linear(fx.linear1_x, fx.linear1_w):size())
+  end)
+
+  it("linear and addmm equal matmul + add", function()
+    local x, w, b = leaf(4, 3), leaf(2, 3), leaf(2)
+    H.close(lunar.linear(x, w, b), x:matmul(w:t()) + b, 1e-12, 1e-12)
+    H.close(lunar.addmm(b, x, w:t(), {beta = 3, alpha = -1}), b * 3 - x:matmul(w:t()), 1e-12,
+      1e-12)
+  end)
+
+  it("matmul takes broadcast (stride 0) operands", function()
+    local row = lunar.tensor{1, 2, 3}:float():expand(4, 3)
+    local w = lunar.ones(3, 2)
+    H.close(row:matmul(w), {{6, 6}, {6, 6}, {6, 6}, {6, 6}})
+    H.close(lunar.linear(row, w:t()), {{6, 6}, {6, 6}, {6, 6}, {6, 6}})
+  end)
+end)
+
+describe("linalg gradcheck (float64)", function()
+  it("mm, bmm, mv, dot, outer", function()
+    gradcheck(lunar.mm, {leaf(3, 4), leaf(4, 2)})
+    gradcheck(function(a, b) return lunar.mm(a:t(), b) end, {leaf(4, 3), leaf(4, 2)})
+    gradcheck(lunar.bmm, {leaf(2, 3, 4), leaf(2, 4, 2)})
+    gradcheck(lunar.mv, {leaf(3, 4), leaf(4)})
+    gradcheck(lunar.dot, {leaf(5), leaf(5)})
+    gradcheck(lunar.outer, {leaf(3), leaf(4)})
+  end)
+
+  it("addmm and linear", function()
+    gradcheck(function(i, a, b) return lunar.addmm(i, a, b, {beta = 0.5, alpha = -2}) end,
+      {leaf(1, 2), leaf(3, 4), leaf(4, 2)})
+    gradcheck(function(i, a, b) return lunar.addmm(i, a:t(), b) end,
+      {leaf(3, 2), leaf(4, 3), leaf(4, 2)})
+    gradcheck(lunar.linear, {leaf(2, 3, 4), leaf(5, 4), leaf(5)})
+    gradcheck(function(x, w) return lunar.linear(x, w) end, {leaf(4), leaf(3, 4)})
+    gradcheck(function(x, w, b) return lunar.linear(x:transpose(1, 2), w, b) end,
+      {leaf(3, 2, 4), leaf(5, 4), leaf(5)})
+    local x = lunar.tensor({{1, 2}, {3, 4}}, F64)
+    gradcheck(function(w) return lunar.linear(x, w) end, {leaf(3, 2)})
+  end)
+end)
+
+describe("linalg bad input", function()
+  it("names the op and the shapes", function()
+    H.raises(function() lunar.mm(lunar.ones(64, 784), lunar.ones(256, 10)) end,
+      "mm: [64, 784] x [256, 10]: inner sizes differ (784 vs 256)")
+    H.raises(function() lunar.matmul(lunar.ones(64, 784), lunar.ones(256, 10)) end,
+      "matmul: [64, 784] x [256, 10]: inner sizes differ (784 vs 256)")
+    H.raises(function() lunar.mm(lunar.ones(2, 3, 4), lunar.ones(2, 4, 5)) end,
+      "mm", "2-d", "[2, 3, 4]", "[2, 4, 5]")
+    H.raises(function() lunar.bmm(lunar.ones(2, 3, 4), lunar.ones(3, 4, 5)) end,
+      "bmm", "batch sizes differ (2 vs 3)")
+    H.raises(function() lunar.bmm(lunar.ones(3, 4), lunar.ones(4, 5)) end, "bmm", "3-d")
+    H.raises(function() lunar.mv(lunar.ones(3, 4), lunar.ones(5)) end, "mv", "(4 vs 5)")
+    H.raises(function() lunar.dot(lunar.ones(3), lunar.ones(4)) end, "dot", "[3] x [4]")
+    H.raises(function() lunar.dot(lunar.ones(3, 1), lunar.ones(3)) end, "dot", "1-d")
+    H.raises(function() lunar.outer(lunar.ones(3, 1), lunar.ones(3)) end, "outer", "1-d")
+    H.raises(function() lunar.addmm(lunar.ones(4), lunar.ones(2, 3), lunar.ones(3, 5)) end,
+      "addmm", "input [4]", "[2, 5]")
+    H.raises(function() lunar.linear(lunar.ones(64, 784), lunar.ones(10, 256)) end,
+      "linear", "[64, 784]", "[10, 256]", "(784 vs 256)")
+    H.raises(function() lunar.linear(lunar.ones(2, 3), lunar.ones(4, 3), lunar.ones(5)) end,
+      "linear", "bias [5]", "4")
+    H.raises(function() lunar.linear(lunar.ones(2, 3), lunar.ones(3)) end, "linear", "weight")
+  end)
+
+  it("refuses mixed and integer dtypes", function()
+    H.raises(function() lunar.mm(lunar.ones(2, 2), lunar.ones(2, 2, {dtype = "float64"})) end,
+      "mm", "float32", "float64")
+    local i64 = lunar.ones(2, 2, {dtype = "int64"})
+    H.raises(function() lunar.mm(i64, i64) end, "mm", "int64")
+    H.raises(function()
+      lunar.addmm(lunar.ones(2, {dtype = "float64"}), lunar.ones(2, 2), lunar.ones(2, 2))
+    end, "addmm", "float64", "float32")
+    H.raises(function()
+      lunar.linear(lunar.ones(2, 2), lunar.ones(2, 2), lunar.ones(2, {dtype = "float64"}))
+    end, "linear", "bias float64")
+  end)
+end)
