@@ -5,6 +5,7 @@
 #include "binding.h"
 
 #include <string.h>
+#include <time.h>
 
 /* ---- Lua values in, Lua values out ---- */
 
@@ -314,6 +315,15 @@ static int l_set_default_dtype(lua_State *L) {
 
 static int l_get_default_dtype(lua_State *L) {
     lua_pushstring(L, lunar_dtype_name(lunar_lua_default_dtype()));
+    return 1;
+}
+
+/* lunar.clock(): monotonic wall time in seconds, because os.clock counts CPU time (of every
+ * thread) and os.time has a resolution of a second; benchmarks need the wall clock. */
+static int l_clock(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
     return 1;
 }
 
@@ -712,6 +722,7 @@ static const luaL_Reg functions[] = {
     {"linspace", l_linspace},     {"eye", l_eye},
     {"is_tensor", l_is_tensor},   {"set_default_dtype", l_set_default_dtype},
     {"get_default_dtype", l_get_default_dtype},
+    {"clock", l_clock},
     {NULL, NULL},
 };
 

@@ -1,0 +1,106 @@
+#!/bin/sh
+# bench/run.sh - `make bench`: lunar and PyTorch (and raw OpenBLAS sgemm) on the same work,
+# at 1 thread and at all cores, then `require "lunar"` against `import torch` as whole
+# processes. Prints one table row per figure: lunar, the reference, their ratio, the goal
+# (issue #2) and whether it is met. Raw outputs are kept in bench/out/.
+# Knobs: LUA (lua5.4), PYTHON (/usr/bin/python3), BENCH_THREADS ("1 <nproc>"),
+# BENCH_STARTUP_RUNS (7). BENCH_THREADS=none skips the op figures (startup only).
+set -e
+cd "$(dirname "$0")/.."
+LUA=${LUA:-lua5.4}
+PYTHON=${PYTHON:-/usr/bin/python3}
+: "${LUA_PATH_5_4:=$PWD/lua/?.lua;$PWD/lua/?/init.lua;;}"
+: "${LUA_CPATH_5_4:=$PWD/?.so;;}"
+export LUA_PATH_5_4 LUA_CPATH_5_4
+OUT=bench/out
+mkdir -p "$OUT"
+
+if ! "$PYTHON" -c 'import torch' 2>/dev/null; then
+  sh scripts/deps.sh bench
+fi
+[ -f lunar/core.so ] || { echo "bench: build lunar first (make)" >&2; exit 1; }
+if [ ! -x "$OUT/sgemm" ] || [ bench/sgemm.c -nt "$OUT/sgemm" ]; then
+  gcc -O2 -o "$OUT/sgemm" bench/sgemm.c -lopenblas
+fi
+
+ncpu=$(nproc)
+# other work on the machine skews every figure: say how much there was
+load_start=$(cut -d ' ' -f 1-3 /proc/loadavg)
+THREADS=${BENCH_THREADS:-"1 $ncpu"}
+RUNS=${BENCH_STARTUP_RUNS:-7}
+
+# one "side threads name value" line per figure, in $OUT/results.tsv
+: > "$OUT/results.tsv"
+collect() { # side threads < "name value unit" lines
+  awk -v side="$1" -v th="$2" -F '\t' '{ print side "\t" th "\t" $1 "\t" $2 }' >> "$OUT/results.tsv"
+}
+# each side writes its file first, so that a failing run stops the bench (set -e)
+for t in $THREADS; do
+  [ "$t" = none ] && continue
+  export OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t
+  echo "bench: $t thread(s): lunar ..." >&2
+  "$LUA" bench/ops.lua > "$OUT/lunar_$t.txt"
+  echo "bench: $t thread(s): torch ..." >&2
+  "$PYTHON" bench/ops_torch.py > "$OUT/torch_$t.txt"
+  echo "bench: $t thread(s): sgemm ..." >&2
+  "$OUT/sgemm" > "$OUT/sgemm_$t.txt"
+  collect lunar "$t" < "$OUT/lunar_$t.txt"
+  collect torch "$t" < "$OUT/torch_$t.txt"
+  collect blas "$t" < "$OUT/sgemm_$t.txt"
+done
+unset OMP_NUM_THREADS OPENBLAS_NUM_THREADS
+
+# Whole-process startup, all cores: `require "lunar"` against `import torch`, and the bare
+# interpreters for scale (process creation alone is several ms on a loaded machine).
+echo "bench: startup ($RUNS runs each) ..." >&2
+"$PYTHON" bench/startup.py startup "$RUNS" "$LUA" -e 'require "lunar"' > "$OUT/startup_lunar.txt"
+"$PYTHON" bench/startup.py startup "$RUNS" "$PYTHON" -c 'import torch' > "$OUT/startup_torch.txt"
+"$PYTHON" bench/startup.py bare "$RUNS" "$LUA" -e '' >> "$OUT/startup_lunar.txt"
+"$PYTHON" bench/startup.py bare "$RUNS" "$PYTHON" -c '' >> "$OUT/startup_torch.txt"
+collect lunar "$ncpu" < "$OUT/startup_lunar.txt"
+collect torch "$ncpu" < "$OUT/startup_torch.txt"
+
+# The table: figure, threads, lunar, reference, lunar/reference, goal, met.
+echo
+echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d ' ' -f 1-3 /proc/loadavg); $ncpu cores"
+echo
+awk -F '\t' '
+  { v[$1 "," $2 "," $3] = $4; if (!($2 in seen)) { seen[$2] = 1; ths[++nt] = $2 } }
+  function row(label, th, a, b, unit, goalop, goal,    ratio, met, gs) {
+    if (a == "" || b == "") return
+    ratio = a / b
+    if (goalop == "") { gs = "-"; met = "-" }
+    else {
+      gs = goalop " " goal "x"
+      met = ((goalop == "<=" && ratio <= goal) || (goalop == ">=" && ratio >= goal)) ? "yes" : "no"
+    }
+    printf "| %-34s | %2s | %10.4g | %10.4g | %-7s | %6.3f | %-8s | %-3s |\n", label, th, a, b, unit, ratio, gs, met
+  }
+  END {
+    printf "| %-34s | %2s | %10s | %10s | %-7s | %6s | %-8s | %-3s |\n", "figure", "th", "lunar", "reference", "unit", "ratio", "goal", "met"
+    printf "|%s|%s|%s|%s|%s|%s|%s|%s|\n", "------------------------------------", "----", "------------", "------------", "---------", "--------", "----------", "-----"
+    for (i = 1; i <= nt; i++) {
+      t = ths[i]
+      L = "lunar," t ","; T = "torch," t ","; B = "blas," t ","
+      if (!((L "add_tiny_us") in v)) continue
+      row("tiny add (4 floats) vs torch", t, v[L "add_tiny_us"], v[T "add_tiny_us"], "us/op", "<=", 0.25)
+      row("matmul 1024^3 vs raw cblas_sgemm", t, v[L "matmul_gflops"], v[B "sgemm_gflops"], "GFLOP/s", ">=", 0.97)
+      row("matmul 1024^3 vs torch.matmul", t, v[L "matmul_gflops"], v[T "matmul_gflops"], "GFLOP/s", "", "")
+      row("  the same, mean instead of median", t, v[L "matmul_mean_gflops"], v[T "matmul_mean_gflops"], "GFLOP/s", "", "")
+      row("add 1e7 floats, a + b vs torch", t, v[L "add_gbps"], v[T "add_gbps"], "GB/s", "", "")
+      row("  the same, mean instead of median", t, v[L "add_mean_gbps"], v[T "add_mean_gbps"], "GB/s", "", "")
+      row("add_ 1e7 floats in place vs torch", t, v[L "add_inplace_gbps"], v[T "add_inplace_gbps"], "GB/s", "", "")
+      row("sum 1e7 floats vs torch", t, v[L "sum_gbps"], v[T "sum_gbps"], "GB/s", "", "")
+    }
+    t = "'"$ncpu"'"; L = "lunar," t ","; T = "torch," t ","
+    row("require \"lunar\" vs import torch", t, v[L "startup_ms"], v[T "startup_ms"], "ms", "<=", 0.02)
+    row("  peak RSS of that process", t, v[L "startup_rss_mb"], v[T "startup_rss_mb"], "MB", "", "")
+    row("  bare lua5.4 vs bare python3", t, v[L "bare_ms"], v[T "bare_ms"], "ms", "", "")
+    row("  peak RSS of that process", t, v[L "bare_rss_mb"], v[T "bare_rss_mb"], "MB", "", "")
+    print ""
+    for (i = 1; i <= nt; i++) {
+      t = ths[i]
+      if (!(("lunar," t ",threads") in v)) continue
+      printf "threads asked %s: lunar.get_num_threads() = %s, torch.get_num_threads() = %s, openblas_get_num_threads() = %s\n", t, v["lunar," t ",threads"], v["torch," t ",threads"], v["blas," t ",threads"]
+    }
+  }' "$OUT/results.tsv"
