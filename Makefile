@@ -94,5 +94,5 @@ lint:
 	@sh scripts/deps.sh lint
 	luacheck lua tests scripts bench
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	  --std=c11 --inline-suppr -Icore --suppress=missingIncludeSystem --library=scripts/lua.cfg \
+	  --std=c11 --inline-suppr -Icore --suppress=missingIncludeSystem \
 	  --suppress=invalidPointerCast core  # byte buffers viewed as typed arrays, by design

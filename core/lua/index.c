@@ -28,8 +28,10 @@ static lunar_tensor *anchor(lua_State *L, lunar_tensor *t) {
 /* The 1-based index tensor at idx as a 0-based one, anchored on the stack. */
 static lunar_tensor *check_index(lua_State *L, int idx, const char *fname) {
     lunar_tensor *t = lunar_lua_test(L, idx), *r;
-    if (!t) luaL_error(L, "%s: index must be an int64 tensor (got %s)", fname,
-                       luaL_typename(L, idx));
+    if (!t) {
+        luaL_error(L, "%s: index must be an int64 tensor (got %s)", fname, luaL_typename(L, idx));
+        return NULL;
+    }
     if (t->dtype != LUNAR_I64 && t->dtype != LUNAR_I32)
         luaL_error(L, "%s: index must be int64 or int32 (got %s)", fname,
                    lunar_dtype_name(t->dtype));

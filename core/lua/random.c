@@ -39,9 +39,11 @@ static lunar_generator *opt_gen(lua_State *L, int opts) {
     lunar_generator *g = NULL;
     if (!lua_isnil(L, -1)) {
         gen_box *b = luaL_testudata(L, -1, GENERATOR_MT);
-        if (!b) luaL_error(L, "option 'generator' must be a lunar.Generator (got %s)",
-                           luaL_typename(L, -1));
-        g = b->g;
+        if (!b)
+            luaL_error(L, "option 'generator' must be a lunar.Generator (got %s)",
+                       luaL_typename(L, -1));
+        else
+            g = b->g;
     }
     lua_pop(L, 1);
     return g;

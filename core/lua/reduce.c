@@ -153,7 +153,7 @@ static int l_argmin(lua_State *L) { return arg(L, true); }
 
 /* x:cumsum(dim), x:cumprod(dim): the dim is required, as in PyTorch */
 static int scan(lua_State *L, bool is_prod) {
-    lunar_tensor *t = lunar_lua_check(L, 1), *r;
+    lunar_tensor *t = lunar_lua_check(L, 1), *r = NULL;
     const char *fname = is_prod ? "cumprod" : "cumsum";
     if (!lua_isinteger(L, 2))
         return luaL_error(L, "%s: dim must be an integer (got %s)", fname, luaL_typename(L, 2));
