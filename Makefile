@@ -16,19 +16,20 @@ LUA_INCDIR ?= /usr/include/lua5.4
 OPENCL ?= 1
 
 CC ?= gcc
-CFLAGS ?= -O2
-CFLAGS += -std=c11 -fPIC -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-type-limits -D_GNU_SOURCE \
+CFLAGS ?= -O3
+# override: luarocks passes CFLAGS on the command line, and these flags must survive it
+override CFLAGS += -std=c11 -fPIC -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-type-limits -D_GNU_SOURCE \
           -I$(LUA_INCDIR) -Icore
-LDFLAGS += -shared -fopenmp -Wl,-z,nodelete  # OpenMP workers outlive lua_close
+override LDFLAGS += -shared -fopenmp -Wl,-z,nodelete  # OpenMP workers outlive lua_close
 LIBS = -lopenblas -lm
 
 ifeq ($(DEBUG),1)
-CFLAGS += -O0 -g3
+override CFLAGS += -O0 -g3
 endif
 ifeq ($(SANITIZE),1)
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-CFLAGS += $(SAN) -g -DLUNAR_SANITIZE
-LDFLAGS += $(SAN)
+override CFLAGS += $(SAN) -g -DLUNAR_SANITIZE
+override LDFLAGS += $(SAN)
 BUILD = build/san
 TEST_ENV = LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
            ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1

@@ -78,6 +78,23 @@ static inline void acc_add(acc *a, double v) {
     }
 }
 
+/* A unit-stride sum with eight independent accumulators: one chain of dependent adds runs
+ * at one add per FP latency, eight let the compiler use vector adds. */
+#define SUM_UNIT(T)                                                                           \
+    static double sum_unit_##T(const T *x, int64_t n) {                                       \
+        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                             \
+        int64_t i = 0;                                                                        \
+        for (; i + 8 <= n; i += 8)                                                            \
+            for (int k = 0; k < 8; k++) acc[k] += (double)x[i + k];                           \
+        for (; i < n; i++) acc[0] += (double)x[i];                                            \
+        return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])); \
+    }
+SUM_UNIT(uint8_t)
+SUM_UNIT(int32_t)
+SUM_UNIT(int64_t)
+SUM_UNIT(float)
+SUM_UNIT(double)
+
 /* Typed row loops: the switch on dtype happens once per run, not once per element. */
 #define ROW(T)                                                                                \
     do {                                                                                      \
@@ -91,7 +108,7 @@ static inline void acc_add(acc *a, double v) {
         } else if (a->op == LUNAR_OP_SUM || a->op == LUNAR_OP_MEAN) {                         \
             double t = 0;                                                                     \
             if (sx == 1)                                                                      \
-                for (int64_t i = 0; i < n; i++) t += (double)x[i];                            \
+                t = sum_unit_##T(x, n);                                                       \
             else                                                                              \
                 for (int64_t i = 0; i < n; i++) t += (double)x[i * sx];                       \
             a->s += t;                                                                        \

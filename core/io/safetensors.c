@@ -129,7 +129,7 @@ static void json_put_string(buf *b, const char *s) {
     size_t n = strlen(s);
     buf_put(b, "\"", 1);
     for (size_t i = 0; i < n;) {
-        uint32_t cp;
+        uint32_t cp = 0; /* utf8_decode sets it; the caller checked the encoding */
         size_t k = utf8_decode((const unsigned char *)s + i, n - i, &cp);
         i += k ? k : 1;
         char e[16];
