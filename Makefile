@@ -1,6 +1,7 @@
 # lunar - the single build truth.
 #   make            the library lunar/core.so (the Lua modules are used in place)
 #   make test       the busted suite; ends with one line "N passed, N failed"
+#   make memcheck   every spec under valgrind (slow)
 #   make demo       trains a model on the embedded data
 #   make bench      lunar and PyTorch side by side (bench/RESULTS.md keeps the figures)
 #   make install    into the Lua 5.4 paths under PREFIX (luarocks sets INST_LIBDIR/INST_LUADIR)
@@ -45,7 +46,7 @@ LIB = lunar/core.so
 LUA_ENV = LUA_PATH_5_4="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
           LUA_CPATH_5_4="$(CURDIR)/?.so;;"
 
-.PHONY: all deps test demo bench install uninstall clean format lint check-ci
+.PHONY: all deps test memcheck demo bench install uninstall clean format lint
 
 all: deps $(LIB).check $(LIB)
 
@@ -68,6 +69,10 @@ $(LIB).check:
 
 test: deps $(LIB).check $(LIB)
 	@$(LUA_ENV) $(TEST_ENV) sh tests/run.sh $(TESTS)
+
+# every spec under valgrind: no invalid access, no lost block (slow; not part of make test)
+memcheck: deps $(LIB).check $(LIB)
+	@$(LUA_ENV) sh tests/memcheck.sh $(TESTS)
 
 demo: deps $(LIB).check $(LIB)
 	@$(LUA_ENV) $(LUA) scripts/demo.lua
