@@ -46,4 +46,35 @@ function helper.raises(fn, ...)
   return err
 end
 
+--- Runs fn on fresh leaf copies of the fixture inputs fx[name .. "_" .. k], compares the
+-- output with fx[name .. "_out"], backpropagates fx[name .. "_g"] and compares each input's
+-- gradient with fx[name .. "_g" .. k]. prep (optional) turns each leaf into the operand fn
+-- sees (a transposed view, ...).
+function helper.against_torch(fx, name, keys, fn, prep, tol)
+  tol = tol or 1e-5
+  local leaves, args = {}, {}
+  for i, k in ipairs(keys) do
+    leaves[i] = fx[name .. "_" .. k]:clone():requires_grad_()
+    args[i] = prep and prep(leaves[i], i) or leaves[i]
+  end
+  local y = fn(table.unpack(args))
+  helper.close(y, fx[name .. "_out"], tol, tol)
+  y:backward(fx[name .. "_g"])
+  for i, k in ipairs(keys) do helper.close(leaves[i].grad, fx[name .. "_g" .. k], tol, tol) end
+end
+
+--- Asserts that autograd's gradients of fn match finite differences (float64 inputs).
+function helper.gradcheck(fn, inputs, opts)
+  local ok, msg = lunar.autograd.gradcheck(fn, inputs, opts)
+  assert(ok, msg)
+end
+
+--- A float64 leaf of the given shape with distinct, non-symmetric values.
+function helper.leaf(...)
+  local shape = {...}
+  local n = 1
+  for _, s in ipairs(shape) do n = n * s end
+  return (lunar.arange(n, {dtype = "float64"}):sin() * 2 + 0.1):reshape(shape):requires_grad_()
+end
+
 return helper

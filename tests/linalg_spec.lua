@@ -4,33 +4,10 @@ local fx = require("tests.fixtures").load("linalg")
 
 local F64 = {dtype = "float64", requires_grad = true}
 
--- Runs fn on fresh leaf copies of the fixture inputs `name_<k>`, compares the output with
--- PyTorch's, backpropagates the fixture's upstream gradient and compares every input's
--- gradient. prep (optional) turns each leaf into the operand fn sees (a transposed view ...).
 local function against_torch(name, keys, fn, prep)
-  local leaves, args = {}, {}
-  for i, k in ipairs(keys) do
-    leaves[i] = fx[name .. "_" .. k]:clone():requires_grad_()
-    args[i] = prep and prep(leaves[i], i) or leaves[i]
-  end
-  local y = fn(table.unpack(args))
-  H.close(y, fx[name .. "_out"], 1e-5, 1e-5)
-  y:backward(fx[name .. "_g"])
-  for i, k in ipairs(keys) do H.close(leaves[i].grad, fx[name .. "_g" .. k], 1e-5, 1e-5) end
+  H.against_torch(fx, name, keys, fn, prep, 1e-5)
 end
-
-local function gradcheck(fn, inputs)
-  local ok, msg = lunar.autograd.gradcheck(fn, inputs)
-  assert(ok, msg)
-end
-
--- a float64 leaf with distinct, non-symmetric values
-local function leaf(...)
-  local shape = {...}
-  local n = 1
-  for _, s in ipairs(shape) do n = n * s end
-  return (lunar.arange(n, {dtype = "float64"}):sin() * 2 + 0.1):reshape(shape):requires_grad_()
-end
+local gradcheck, leaf = H.gradcheck, H.leaf
 
 -- the same values in a transposed layout (the storage holds x^T), kept in the graph
 local function transposed(x)

@@ -2,31 +2,10 @@ local lunar = require("lunar")
 local H = require("tests.helper")
 local fx = require("tests.fixtures").load("shape")
 
--- Runs fn on fresh leaf copies of the fixture inputs `name_<k>`, compares the output with
--- PyTorch's, backpropagates the fixture's upstream gradient and compares the gradients.
 local function against_torch(name, keys, fn, prep)
-  local leaves, args = {}, {}
-  for i, k in ipairs(keys) do
-    leaves[i] = fx[name .. "_" .. k]:clone():requires_grad_()
-    args[i] = prep and prep(leaves[i], i) or leaves[i]
-  end
-  local y = fn(table.unpack(args))
-  H.close(y, fx[name .. "_out"], 1e-6, 1e-6)
-  y:backward(fx[name .. "_g"])
-  for i, k in ipairs(keys) do H.close(leaves[i].grad, fx[name .. "_g" .. k], 1e-6, 1e-6) end
+  H.against_torch(fx, name, keys, fn, prep, 1e-6)
 end
-
-local function gradcheck(fn, inputs)
-  local ok, msg = lunar.autograd.gradcheck(fn, inputs)
-  assert(ok, msg)
-end
-
-local function leaf(...)
-  local shape = {...}
-  local n = 1
-  for _, s in ipairs(shape) do n = n * s end
-  return (lunar.arange(n, {dtype = "float64"}):sin() * 2 + 0.1):reshape(shape):requires_grad_()
-end
+local gradcheck, leaf = H.gradcheck, H.leaf
 
 -- the same values through a non-contiguous view
 local function strided(x)
