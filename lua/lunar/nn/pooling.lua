@@ -101,7 +101,7 @@ function AdaptiveAvgPool2d:extra_repr() return "output_size=" .. show(self.outpu
 --- The mean over H and W: [N, C, H, W] -> [N, C].
 local GlobalAvgPool2d = Module:extend("GlobalAvgPool2d")
 pooling.GlobalAvgPool2d = GlobalAvgPool2d
-function GlobalAvgPool2d:forward(x)
+function GlobalAvgPool2d.forward(_, x)
   if x:dim() ~= 4 then
     error(("GlobalAvgPool2d: expects [N, C, H, W] (got a %d-d input)"):format(x:dim()), 2)
   end
