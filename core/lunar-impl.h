@@ -106,6 +106,18 @@ lunar_status lunar_sum_to(lunar_tensor **out, lunar_tensor *g, int ndim, const i
 /* Converts a (possibly negative) 0-based dim to [0, ndim); fails naming op. */
 lunar_status lunar_wrap_dim(const char *op, int *dim, int ndim);
 
+/* ---- convolution and pooling geometry (ops_conv.c, cpu/conv.c) ----
+ * One 2-d sliding window over an [n, c, h, w] input giving [oh, ow] positions; the padding
+ * pt (top) / pl (left) is where window position 0 starts, so asymmetric padding ("same")
+ * and ceil_mode only change oh / ow. Pool kernels also read count_include_pad and the
+ * padded extent h + pt + pb (w + pl + pr) that bounds an average's divisor. */
+typedef struct lunar_conv_geom {
+    int64_t n, c, h, w;
+    int64_t kh, kw, sh, sw, pt, pl, pb, pr, dh, dw;
+    int64_t oh, ow;
+    bool count_include_pad;
+} lunar_conv_geom;
+
 /* ---- the backend interface ---- */
 /* Every kernel receives tensors that already live on this backend, with the dtypes the op
  * layer settled on, and views as strided tensors. A NULL entry means "no kernel": the op
@@ -167,6 +179,30 @@ struct lunar_backend {
     lunar_status (*count_nonzero)(int64_t *count, const lunar_tensor *x);
     /* out [count, ndim] int64: the 0-based coordinates of the non-zeros, in row-major order */
     lunar_status (*nonzero)(lunar_tensor *out, const lunar_tensor *x);
+    /* ---- convolution and pooling (all tensors contiguous, float32 or float64) ---- */
+    /* x [n, c, h, w] -> col [n, c * kh * kw, oh * ow]; zeros where the window is padding */
+    lunar_status (*im2col)(lunar_tensor *col, const lunar_tensor *x, const lunar_conv_geom *g);
+    /* col [n, c * kh * kw, oh * ow] -> x [n, c, h, w] (overwritten): sums the overlaps */
+    lunar_status (*col2im)(lunar_tensor *x, const lunar_tensor *col, const lunar_conv_geom *g);
+    /* x [n, c, h, w] -> y [n, c, oh, ow], idx int64 [n, c, oh, ow] (0-based h * w + w in
+     * the plane; -inf padding never wins) */
+    lunar_status (*max_pool2d)(lunar_tensor *y, lunar_tensor *idx, const lunar_tensor *x,
+                               const lunar_conv_geom *g);
+    /* gy, idx [n, c, oh, ow] -> gx [n, c, h, w] (overwritten) */
+    lunar_status (*max_pool2d_backward)(lunar_tensor *gx, const lunar_tensor *gy,
+                                        const lunar_tensor *idx, const lunar_conv_geom *g);
+    /* x [n, c, h, w] -> y [n, c, oh, ow]; divisor per g->count_include_pad */
+    lunar_status (*avg_pool2d)(lunar_tensor *y, const lunar_tensor *x, const lunar_conv_geom *g);
+    /* gy [n, c, oh, ow] -> gx [n, c, h, w] (overwritten) */
+    lunar_status (*avg_pool2d_backward)(lunar_tensor *gx, const lunar_tensor *gy,
+                                        const lunar_conv_geom *g);
+    /* x [n, c, h, w] -> y [n, c, oh, ow], PyTorch's windows [floor(i h / oh), ceil((i + 1) h /
+     * oh)); only n, c, h, w, oh, ow of g are used */
+    lunar_status (*adaptive_avg_pool2d)(lunar_tensor *y, const lunar_tensor *x,
+                                        const lunar_conv_geom *g);
+    /* gy [n, c, oh, ow] -> gx [n, c, h, w] (overwritten) */
+    lunar_status (*adaptive_avg_pool2d_backward)(lunar_tensor *gx, const lunar_tensor *gy,
+                                                 const lunar_conv_geom *g);
 };
 
 extern const lunar_backend lunar_cpu_backend;

@@ -350,4 +350,38 @@ typedef struct lunar_safetensors {
 lunar_status lunar_load_safetensors(lunar_safetensors **out, const char *path);
 void lunar_safetensors_free(lunar_safetensors *st); /* NULL is fine */
 
+/* ---- convolution and pooling (ops_conv.c); inputs NCHW ([C, H, W] unbatched is fine) ----
+ * Pairs are {height, width}; the 1-d ops read element [0]. Float32 / float64 only. */
+typedef struct lunar_conv_params {
+    int64_t stride[2], padding[2], dilation[2];
+    int64_t output_padding[2]; /* conv_transpose2d only */
+    int64_t groups;
+    bool same; /* padding "same" (stride 1): total d (k - 1), the odd one at the bottom/right */
+} lunar_conv_params;
+typedef struct lunar_pool_params {
+    int64_t kernel[2], stride[2], padding[2], dilation[2]; /* stride 0 = the kernel */
+    bool ceil_mode, count_include_pad;                     /* dilation: max pooling only */
+} lunar_pool_params;
+/* x [N, C_in, H, W], weight [C_out, C_in / groups, kH, kW], bias [C_out] or NULL */
+lunar_status lunar_conv2d(lunar_tensor **out, lunar_tensor *x, lunar_tensor *weight,
+                          lunar_tensor *bias, const lunar_conv_params *p);
+/* x [N, C_in, L], weight [C_out, C_in / groups, k] */
+lunar_status lunar_conv1d(lunar_tensor **out, lunar_tensor *x, lunar_tensor *weight,
+                          lunar_tensor *bias, const lunar_conv_params *p);
+/* x [N, C_in, H, W], weight [C_in, C_out / groups, kH, kW]: the adjoint of conv2d */
+lunar_status lunar_conv_transpose2d(lunar_tensor **out, lunar_tensor *x, lunar_tensor *weight,
+                                    lunar_tensor *bias, const lunar_conv_params *p);
+/* indices (may be NULL): int64, 0-based flat positions h * W + w in each input plane */
+lunar_status lunar_max_pool2d(lunar_tensor **out, lunar_tensor **indices, lunar_tensor *x,
+                              const lunar_pool_params *p);
+lunar_status lunar_max_pool1d(lunar_tensor **out, lunar_tensor **indices, lunar_tensor *x,
+                              const lunar_pool_params *p);
+lunar_status lunar_avg_pool2d(lunar_tensor **out, lunar_tensor *x, const lunar_pool_params *p);
+lunar_status lunar_avg_pool1d(lunar_tensor **out, lunar_tensor *x, const lunar_pool_params *p);
+/* (sum over the window of x^norm)^(1 / norm); padding is not taken */
+lunar_status lunar_lp_pool2d(lunar_tensor **out, lunar_tensor *x, double norm,
+                             const lunar_pool_params *p);
+lunar_status lunar_adaptive_avg_pool2d(lunar_tensor **out, lunar_tensor *x, int64_t oh,
+                                       int64_t ow);
+
 #endif

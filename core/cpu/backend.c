@@ -189,4 +189,12 @@ const lunar_backend lunar_cpu_backend = {
     /* .sort          = */ cpu_sort,
     /* .count_nonzero = */ cpu_count_nonzero,
     /* .nonzero       = */ cpu_nonzero,
+    /* .im2col                       = */ cpu_im2col,
+    /* .col2im                       = */ cpu_col2im,
+    /* .max_pool2d                   = */ cpu_max_pool2d,
+    /* .max_pool2d_backward          = */ cpu_max_pool2d_backward,
+    /* .avg_pool2d                   = */ cpu_avg_pool2d,
+    /* .avg_pool2d_backward          = */ cpu_avg_pool2d_backward,
+    /* .adaptive_avg_pool2d          = */ cpu_adaptive_avg_pool2d,
+    /* .adaptive_avg_pool2d_backward = */ cpu_adaptive_avg_pool2d_backward,
 };

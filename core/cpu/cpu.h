@@ -74,5 +74,19 @@ lunar_status cpu_sort(lunar_tensor *values, lunar_tensor *indices, const lunar_t
                       int dim, bool descending);
 lunar_status cpu_count_nonzero(int64_t *count, const lunar_tensor *x);
 lunar_status cpu_nonzero(lunar_tensor *out, const lunar_tensor *x);
+/* conv.c: im2col / col2im and pooling */
+lunar_status cpu_im2col(lunar_tensor *col, const lunar_tensor *x, const lunar_conv_geom *g);
+lunar_status cpu_col2im(lunar_tensor *x, const lunar_tensor *col, const lunar_conv_geom *g);
+lunar_status cpu_max_pool2d(lunar_tensor *y, lunar_tensor *idx, const lunar_tensor *x,
+                            const lunar_conv_geom *g);
+lunar_status cpu_max_pool2d_backward(lunar_tensor *gx, const lunar_tensor *gy,
+                                     const lunar_tensor *idx, const lunar_conv_geom *g);
+lunar_status cpu_avg_pool2d(lunar_tensor *y, const lunar_tensor *x, const lunar_conv_geom *g);
+lunar_status cpu_avg_pool2d_backward(lunar_tensor *gx, const lunar_tensor *gy,
+                                     const lunar_conv_geom *g);
+lunar_status cpu_adaptive_avg_pool2d(lunar_tensor *y, const lunar_tensor *x,
+                                     const lunar_conv_geom *g);
+lunar_status cpu_adaptive_avg_pool2d_backward(lunar_tensor *gx, const lunar_tensor *gy,
+                                              const lunar_conv_geom *g);
 
 #endif

@@ -14,6 +14,8 @@ local nn = {
 local families = {
   "lunar.nn.containers",
   "lunar.nn.linear",
+  "lunar.nn.conv",
+  "lunar.nn.pooling",
 }
 
 for _, name in ipairs(families) do

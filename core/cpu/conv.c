@@ -1,0 +1,283 @@
+/*
+ * conv.c - the CPU kernels of convolution and pooling: im2col / col2im (the convolution
+ * itself is a GEMM on the columns, done by the op layer) and max / average / adaptive
+ * average pooling with their backward passes. Every tensor is contiguous; loops run over
+ * the [n, c] planes, each plane on one thread, since planes never write to each other.
+ * The typed bodies are written once as macros over T (float or double).
+ */
+#include "cpu.h"
+
+#include <math.h>
+#include <string.h>
+
+/* OpenMP across planes when the whole job is worth it (never around a GEMM). */
+#define PLANES_PARALLEL(work)                                                                 \
+    const bool par_ = cpu_threads() > 1 && (work) > LUNAR_GRAIN;                              \
+    _Pragma("omp parallel for schedule(static) if (par_) num_threads(cpu_threads())")
+
+static lunar_status bad_dtype(const char *op, lunar_dtype dt) {
+    return lunar_fail(LUNAR_ERR_DTYPE, "%s: needs float32 or float64 (got %s)", op,
+                      lunar_dtype_name(dt));
+}
+
+/* ---- im2col / col2im ----
+ * Row (c, ki, kj) of a column matrix holds, for each output position (oy, ox), the input
+ * value under kernel tap (ki, kj): x[c, oy sh - pt + ki dh, ox sw - pl + kj dw], or 0 in the
+ * padding. col2im is its adjoint: each column entry is added back where it was read. */
+#define IM2COL_BODY(T, ADJOINT)                                                               \
+    {                                                                                         \
+        const lunar_conv_geom *gg = g;                                                        \
+        int64_t planes = gg->n * gg->c, hw = gg->h * gg->w, L = gg->oh * gg->ow;              \
+        int64_t kk = gg->kh * gg->kw;                                                         \
+        T *xp = (T *)cpu_ptr(x);                                                              \
+        T *cp = (T *)cpu_ptr(col);                                                            \
+        PLANES_PARALLEL(planes * kk * L)                                                      \
+        for (int64_t p = 0; p < planes; p++) {                                                \
+            T *xs = xp + p * hw;                                                              \
+            if (ADJOINT) memset(xs, 0, sizeof(T) * (size_t)hw);                               \
+            for (int64_t ki = 0; ki < gg->kh; ki++)                                           \
+                for (int64_t kj = 0; kj < gg->kw; kj++) {                                     \
+                    T *row = cp + (p * kk + ki * gg->kw + kj) * L;                            \
+                    for (int64_t oy = 0; oy < gg->oh; oy++) {                                 \
+                        int64_t iy = oy * gg->sh - gg->pt + ki * gg->dh;                      \
+                        T *r = row + oy * gg->ow;                                             \
+                        if (iy < 0 || iy >= gg->h) {                                          \
+                            if (!(ADJOINT)) memset(r, 0, sizeof(T) * (size_t)gg->ow);         \
+                            continue;                                                         \
+                        }                                                                     \
+                        T *xr = xs + iy * gg->w;                                              \
+                        for (int64_t ox = 0; ox < gg->ow; ox++) {                             \
+                            int64_t ix = ox * gg->sw - gg->pl + kj * gg->dw;                  \
+                            bool in = ix >= 0 && ix < gg->w;                                  \
+                            if (ADJOINT) {                                                    \
+                                if (in) xr[ix] += r[ox];                                      \
+                            } else {                                                          \
+                                r[ox] = in ? xr[ix] : (T)0;                                   \
+                            }                                                                 \
+                        }                                                                     \
+                    }                                                                         \
+                }                                                                             \
+        }                                                                                     \
+    }
+
+static void im2col_f32(lunar_tensor *col, const lunar_tensor *x, const lunar_conv_geom *g)
+    IM2COL_BODY(float, 0)
+static void im2col_f64(lunar_tensor *col, const lunar_tensor *x, const lunar_conv_geom *g)
+    IM2COL_BODY(double, 0)
+static void col2im_f32(const lunar_tensor *col, lunar_tensor *x, const lunar_conv_geom *g)
+    IM2COL_BODY(float, 1)
+static void col2im_f64(const lunar_tensor *col, lunar_tensor *x, const lunar_conv_geom *g)
+    IM2COL_BODY(double, 1)
+
+/* x [n, c, h, w] -> col [n, c * kh * kw, oh * ow] */
+lunar_status cpu_im2col(lunar_tensor *col, const lunar_tensor *x, const lunar_conv_geom *g) {
+    if (x->dtype == LUNAR_F32) im2col_f32(col, x, g);
+    else if (x->dtype == LUNAR_F64) im2col_f64(col, x, g);
+    else return bad_dtype("im2col", x->dtype);
+    return LUNAR_OK;
+}
+
+/* col [n, c * kh * kw, oh * ow] -> x [n, c, h, w] */
+lunar_status cpu_col2im(lunar_tensor *x, const lunar_tensor *col, const lunar_conv_geom *g) {
+    if (x->dtype == LUNAR_F32) col2im_f32(col, x, g);
+    else if (x->dtype == LUNAR_F64) col2im_f64(col, x, g);
+    else return bad_dtype("col2im", x->dtype);
+    return LUNAR_OK;
+}
+
+/* ---- max pooling ----
+ * Like PyTorch: the first maximum wins, a NaN always wins (so it propagates), and the
+ * index starts at the window's first in-bounds element. */
+#define MAX_POOL_BODY(T)                                                                      \
+    {                                                                                         \
+        int64_t planes = g->n * g->c, hw = g->h * g->w, L = g->oh * g->ow;                    \
+        const T *xp = (const T *)cpu_ptr(x);                                                  \
+        T *yp = (T *)cpu_ptr(y);                                                              \
+        int64_t *ip = (int64_t *)cpu_ptr(idx);                                                \
+        PLANES_PARALLEL(planes * L * g->kh * g->kw)                                           \
+        for (int64_t p = 0; p < planes; p++) {                                                \
+            const T *xs = xp + p * hw;                                                        \
+            for (int64_t oy = 0; oy < g->oh; oy++)                                            \
+                for (int64_t ox = 0; ox < g->ow; ox++) {                                      \
+                    int64_t y0 = oy * g->sh - g->pt, x0 = ox * g->sw - g->pl;                 \
+                    while (y0 < 0) y0 += g->dh;                                               \
+                    while (x0 < 0) x0 += g->dw;                                               \
+                    int64_t y1 = oy * g->sh - g->pt + (g->kh - 1) * g->dh + 1;                \
+                    int64_t x1 = ox * g->sw - g->pl + (g->kw - 1) * g->dw + 1;                \
+                    if (y1 > g->h) y1 = g->h;                                                 \
+                    if (x1 > g->w) x1 = g->w;                                                 \
+                    T best = (T)-INFINITY;                                                    \
+                    int64_t bi = y0 * g->w + x0;                                              \
+                    for (int64_t iy = y0; iy < y1; iy += g->dh)                               \
+                        for (int64_t ix = x0; ix < x1; ix += g->dw) {                         \
+                            T v = xs[iy * g->w + ix];                                         \
+                            if (v > best || isnan(v)) {                                       \
+                                best = v;                                                     \
+                                bi = iy * g->w + ix;                                          \
+                            }                                                                 \
+                        }                                                                     \
+                    yp[p * L + oy * g->ow + ox] = best;                                       \
+                    ip[p * L + oy * g->ow + ox] = bi;                                         \
+                }                                                                             \
+        }                                                                                     \
+    }
+
+#define MAX_POOL_BACK_BODY(T)                                                                 \
+    {                                                                                         \
+        int64_t planes = g->n * g->c, hw = g->h * g->w, L = g->oh * g->ow;                    \
+        T *xp = (T *)cpu_ptr(gx);                                                             \
+        const T *yp = (const T *)cpu_ptr(gy);                                                 \
+        const int64_t *ip = (const int64_t *)cpu_ptr(idx);                                    \
+        PLANES_PARALLEL(planes * (L + hw))                                                    \
+        for (int64_t p = 0; p < planes; p++) {                                                \
+            T *xs = xp + p * hw;                                                              \
+            memset(xs, 0, sizeof(T) * (size_t)hw);                                            \
+            for (int64_t i = 0; i < L; i++) xs[ip[p * L + i]] += yp[p * L + i];               \
+        }                                                                                     \
+    }
+
+static void max_pool_f32(lunar_tensor *y, lunar_tensor *idx, const lunar_tensor *x,
+                         const lunar_conv_geom *g) MAX_POOL_BODY(float)
+static void max_pool_f64(lunar_tensor *y, lunar_tensor *idx, const lunar_tensor *x,
+                         const lunar_conv_geom *g) MAX_POOL_BODY(double)
+static void max_back_f32(lunar_tensor *gx, const lunar_tensor *gy, const lunar_tensor *idx,
+                         const lunar_conv_geom *g) MAX_POOL_BACK_BODY(float)
+static void max_back_f64(lunar_tensor *gx, const lunar_tensor *gy, const lunar_tensor *idx,
+                         const lunar_conv_geom *g) MAX_POOL_BACK_BODY(double)
+
+/* x [n, c, h, w] -> y, idx [n, c, oh, ow] */
+lunar_status cpu_max_pool2d(lunar_tensor *y, lunar_tensor *idx, const lunar_tensor *x,
+                            const lunar_conv_geom *g) {
+    if (x->dtype == LUNAR_F32) max_pool_f32(y, idx, x, g);
+    else if (x->dtype == LUNAR_F64) max_pool_f64(y, idx, x, g);
+    else return bad_dtype("max_pool2d", x->dtype);
+    return LUNAR_OK;
+}
+
+/* gy, idx [n, c, oh, ow] -> gx [n, c, h, w] */
+lunar_status cpu_max_pool2d_backward(lunar_tensor *gx, const lunar_tensor *gy,
+                                     const lunar_tensor *idx, const lunar_conv_geom *g) {
+    if (gx->dtype == LUNAR_F32) max_back_f32(gx, gy, idx, g);
+    else if (gx->dtype == LUNAR_F64) max_back_f64(gx, gy, idx, g);
+    else return bad_dtype("max_pool2d_backward", gx->dtype);
+    return LUNAR_OK;
+}
+
+/* ---- average pooling ----
+ * PyTorch's divisor: with count_include_pad, the window clipped to the padded input (so a
+ * ceil_mode window hanging past the padding counts less); without, the in-bounds part. */
+static void avg_window(const lunar_conv_geom *g, int64_t oy, int64_t ox, int64_t *y0,
+                       int64_t *y1, int64_t *x0, int64_t *x1, int64_t *div) {
+    int64_t ys = oy * g->sh - g->pt, xs = ox * g->sw - g->pl;
+    int64_t ye = ys + g->kh, xe = xs + g->kw;
+    if (ye > g->h + g->pb) ye = g->h + g->pb;
+    if (xe > g->w + g->pr) xe = g->w + g->pr;
+    int64_t full = (ye - ys) * (xe - xs);
+    *y0 = ys < 0 ? 0 : ys;
+    *x0 = xs < 0 ? 0 : xs;
+    *y1 = ye > g->h ? g->h : ye;
+    *x1 = xe > g->w ? g->w : xe;
+    *div = g->count_include_pad ? full : (*y1 - *y0) * (*x1 - *x0);
+}
+
+/* PyTorch's adaptive windows: [floor(i in / out), ceil((i + 1) in / out)). */
+static void adaptive_window(const lunar_conv_geom *g, int64_t oy, int64_t ox, int64_t *y0,
+                            int64_t *y1, int64_t *x0, int64_t *x1, int64_t *div) {
+    *y0 = oy * g->h / g->oh;
+    *y1 = ((oy + 1) * g->h + g->oh - 1) / g->oh;
+    *x0 = ox * g->w / g->ow;
+    *x1 = ((ox + 1) * g->w + g->ow - 1) / g->ow;
+    *div = (*y1 - *y0) * (*x1 - *x0);
+}
+
+typedef void (*window_fn)(const lunar_conv_geom *, int64_t, int64_t, int64_t *, int64_t *,
+                          int64_t *, int64_t *, int64_t *);
+
+#define AVG_POOL_BODY(T)                                                                      \
+    {                                                                                         \
+        int64_t planes = g->n * g->c, hw = g->h * g->w, L = g->oh * g->ow;                    \
+        const T *xp = (const T *)cpu_ptr(x);                                                  \
+        T *yp = (T *)cpu_ptr(y);                                                              \
+        PLANES_PARALLEL(planes * L * g->kh * g->kw)                                           \
+        for (int64_t p = 0; p < planes; p++) {                                                \
+            const T *xs = xp + p * hw;                                                        \
+            for (int64_t oy = 0; oy < g->oh; oy++)                                            \
+                for (int64_t ox = 0; ox < g->ow; ox++) {                                      \
+                    int64_t y0, y1, x0, x1, div;                                              \
+                    win(g, oy, ox, &y0, &y1, &x0, &x1, &div);                                 \
+                    double s = 0;                                                             \
+                    for (int64_t iy = y0; iy < y1; iy++)                                      \
+                        for (int64_t ix = x0; ix < x1; ix++) s += xs[iy * g->w + ix];         \
+                    yp[p * L + oy * g->ow + ox] = (T)(div > 0 ? s / (double)div : NAN);       \
+                }                                                                             \
+        }                                                                                     \
+    }
+
+#define AVG_POOL_BACK_BODY(T)                                                                 \
+    {                                                                                         \
+        int64_t planes = g->n * g->c, hw = g->h * g->w, L = g->oh * g->ow;                    \
+        T *xp = (T *)cpu_ptr(gx);                                                             \
+        const T *yp = (const T *)cpu_ptr(gy);                                                 \
+        PLANES_PARALLEL(planes * L * g->kh * g->kw)                                           \
+        for (int64_t p = 0; p < planes; p++) {                                                \
+            T *xs = xp + p * hw;                                                              \
+            memset(xs, 0, sizeof(T) * (size_t)hw);                                            \
+            for (int64_t oy = 0; oy < g->oh; oy++)                                            \
+                for (int64_t ox = 0; ox < g->ow; ox++) {                                      \
+                    int64_t y0, y1, x0, x1, div;                                              \
+                    win(g, oy, ox, &y0, &y1, &x0, &x1, &div);                                 \
+                    if (div <= 0) continue;                                                   \
+                    T v = (T)(yp[p * L + oy * g->ow + ox] / (double)div);                     \
+                    for (int64_t iy = y0; iy < y1; iy++)                                      \
+                        for (int64_t ix = x0; ix < x1; ix++) xs[iy * g->w + ix] += v;         \
+                }                                                                             \
+        }                                                                                     \
+    }
+
+static void avg_f32(lunar_tensor *y, const lunar_tensor *x, const lunar_conv_geom *g,
+                    window_fn win) AVG_POOL_BODY(float)
+static void avg_f64(lunar_tensor *y, const lunar_tensor *x, const lunar_conv_geom *g,
+                    window_fn win) AVG_POOL_BODY(double)
+static void avg_back_f32(lunar_tensor *gx, const lunar_tensor *gy, const lunar_conv_geom *g,
+                         window_fn win) AVG_POOL_BACK_BODY(float)
+static void avg_back_f64(lunar_tensor *gx, const lunar_tensor *gy, const lunar_conv_geom *g,
+                         window_fn win) AVG_POOL_BACK_BODY(double)
+
+static lunar_status avg_any(lunar_tensor *y, const lunar_tensor *x, const lunar_conv_geom *g,
+                            window_fn win, const char *op) {
+    if (x->dtype == LUNAR_F32) avg_f32(y, x, g, win);
+    else if (x->dtype == LUNAR_F64) avg_f64(y, x, g, win);
+    else return bad_dtype(op, x->dtype);
+    return LUNAR_OK;
+}
+
+static lunar_status avg_back_any(lunar_tensor *gx, const lunar_tensor *gy,
+                                 const lunar_conv_geom *g, window_fn win, const char *op) {
+    if (gx->dtype == LUNAR_F32) avg_back_f32(gx, gy, g, win);
+    else if (gx->dtype == LUNAR_F64) avg_back_f64(gx, gy, g, win);
+    else return bad_dtype(op, gx->dtype);
+    return LUNAR_OK;
+}
+
+/* x [n, c, h, w] -> y [n, c, oh, ow] */
+lunar_status cpu_avg_pool2d(lunar_tensor *y, const lunar_tensor *x, const lunar_conv_geom *g) {
+    return avg_any(y, x, g, avg_window, "avg_pool2d");
+}
+
+/* gy [n, c, oh, ow] -> gx [n, c, h, w] */
+lunar_status cpu_avg_pool2d_backward(lunar_tensor *gx, const lunar_tensor *gy,
+                                     const lunar_conv_geom *g) {
+    return avg_back_any(gx, gy, g, avg_window, "avg_pool2d_backward");
+}
+
+/* x [n, c, h, w] -> y [n, c, oh, ow] */
+lunar_status cpu_adaptive_avg_pool2d(lunar_tensor *y, const lunar_tensor *x,
+                                     const lunar_conv_geom *g) {
+    return avg_any(y, x, g, adaptive_window, "adaptive_avg_pool2d");
+}
+
+/* gy [n, c, oh, ow] -> gx [n, c, h, w] */
+lunar_status cpu_adaptive_avg_pool2d_backward(lunar_tensor *gx, const lunar_tensor *gy,
+                                              const lunar_conv_geom *g) {
+    return avg_back_any(gx, gy, g, adaptive_window, "adaptive_avg_pool2d_backward");
+}
