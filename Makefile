@@ -20,7 +20,7 @@ CFLAGS ?= -O2
 CFLAGS += -std=c11 -fPIC -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-type-limits -D_GNU_SOURCE \
           -I$(LUA_INCDIR) -Icore
 LDFLAGS += -shared -fopenmp -Wl,-z,nodelete  # OpenMP workers outlive lua_close
-LIBS = -lopenblas -lm
+LIBS = -lopenblas -lm -lz
 
 ifeq ($(DEBUG),1)
 CFLAGS += -O0 -g3
