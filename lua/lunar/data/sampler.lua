@@ -127,7 +127,7 @@ function WeightedRandomSampler:init(weights, num_samples, replacement, opts)
   local w = weights:totable()
   local positive = 0
   for i, v in ipairs(w) do
-    if not (v >= 0) or v == math.huge then
+    if v ~= v or v < 0 or v == math.huge then
       error(("WeightedRandomSampler: weight %d is %s (weights must be finite and >= 0)"):format(
         i, tostring(v)), 2)
     end
