@@ -12,6 +12,7 @@
 PREFIX ?= /usr/local
 INST_LIBDIR ?= $(PREFIX)/lib/lua/5.4
 INST_LUADIR ?= $(PREFIX)/share/lua/5.4
+INST_DATADIR ?= $(INST_LUADIR)/../../lunar/data
 LUA ?= lua5.4
 LUA_INCDIR ?= /usr/include/lua5.4
 OPENCL ?= 1
@@ -22,7 +23,7 @@ CFLAGS ?= -O3
 override CFLAGS += -std=c11 -fPIC -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-type-limits -D_GNU_SOURCE \
           -I$(LUA_INCDIR) -Icore
 override LDFLAGS += -shared -fopenmp -Wl,-z,nodelete  # OpenMP workers outlive lua_close
-LIBS = -lopenblas -lm
+LIBS = -lopenblas -lm -lz
 
 ifeq ($(DEBUG),1)
 override CFLAGS += -O0 -g3
@@ -86,9 +87,11 @@ install: all
 	cd lua && find lunar -name '*.lua' | while read f; do \
 	  install -d "$(DESTDIR)$(INST_LUADIR)/$$(dirname $$f)"; \
 	  install -m 644 "$$f" "$(DESTDIR)$(INST_LUADIR)/$$f"; done
+	install -d $(DESTDIR)$(INST_DATADIR)
+	install -m 644 data/* $(DESTDIR)$(INST_DATADIR)
 
 uninstall:
-	rm -rf $(DESTDIR)$(INST_LIBDIR)/lunar $(DESTDIR)$(INST_LUADIR)/lunar
+	rm -rf $(DESTDIR)$(INST_LIBDIR)/lunar $(DESTDIR)$(INST_LUADIR)/lunar $(DESTDIR)$(INST_DATADIR)
 
 clean:
 	rm -rf build lunar

@@ -383,5 +383,36 @@ lunar_status lunar_lp_pool2d(lunar_tensor **out, lunar_tensor *x, double norm,
                              const lunar_pool_params *p);
 lunar_status lunar_adaptive_avg_pool2d(lunar_tensor **out, lunar_tensor *x, int64_t oh,
                                        int64_t ow);
+/* ---- files: IDX and CSV (core/io/idx.c, core/io/csv.c; gzip read through zlib) ---- */
+
+/* Reads an IDX file (MNIST's format), gzipped or not: uint8 data gives a U8 tensor, int8,
+ * int16 and int32 give I32, float F32, double F64, in the file's shape. The sizes are
+ * checked against the file's length; failures name read_idx and the path. */
+lunar_status lunar_read_idx(lunar_tensor **out, const char *path);
+
+typedef enum lunar_csv_kind {
+    LUNAR_CSV_NUMBER, /* the default: text that is not a number is an error */
+    LUNAR_CSV_TEXT,   /* labels: distinct texts become 1, 2, ... in order of first appearance */
+    LUNAR_CSV_AUTO,   /* numbers, unless some field is not one: then text */
+} lunar_csv_kind;
+/* A column's kind, by name, or (name NULL) by 0-based index, negative from the end. */
+typedef struct lunar_csv_column {
+    const char *name;
+    int64_t index;
+    lunar_csv_kind kind;
+} lunar_csv_column;
+/* What lunar_read_csv returns; everything in it is owned by it. */
+typedef struct lunar_csv {
+    int64_t rows, cols;
+    char **names;       /* the header: cols names */
+    lunar_tensor *data; /* [rows, cols]; missing fields are NaN; text columns hold codes */
+    int64_t *n_levels;  /* per column: its number of distinct texts (0 for numbers) */
+    char ***levels;     /* per column: NULL for numbers, else the texts of codes 1..n */
+} lunar_csv;
+/* Reads a CSV file with a header row (RFC 4180 quoting; empty, NA, N/A, nan and null are
+ * missing). dt is F32 or F64. Errors name read_csv, the path, the line and the column. */
+lunar_status lunar_read_csv(lunar_csv **out, const char *path, int n_spec,
+                            const lunar_csv_column *spec, lunar_dtype dt);
+void lunar_csv_free(lunar_csv *c); /* NULL is fine */
 
 #endif

@@ -3,7 +3,7 @@
 # otherwise prints the command that would. Usage: deps.sh build|lint|bench
 set -e
 case "$1" in
-  build) pkgs="gcc make lua5.4 liblua5.4-dev libopenblas-dev lua-busted" ;;
+  build) pkgs="gcc make lua5.4 liblua5.4-dev libopenblas-dev lua-busted zlib1g-dev" ;;
   lint)  pkgs="lua-check cppcheck clang-format" ;;
   bench) pkgs="python3-torch python3-numpy" ;;
   *) echo "deps.sh: unknown target '$1'" >&2; exit 2 ;;
