@@ -167,6 +167,12 @@ struct lunar_backend {
     lunar_status (*count_nonzero)(int64_t *count, const lunar_tensor *x);
     /* out [count, ndim] int64: the 0-based coordinates of the non-zeros, in row-major order */
     lunar_status (*nonzero)(lunar_tensor *out, const lunar_tensor *x);
+    /* optimizers: one fused in-place step of param (contiguous, float32/float64) from grad
+     * (same shape, contiguous) and up to 3 state tensors (slots per kind in lunar.h, NULL
+     * where unused); h holds the options and the per-step scalars c1..c3 */
+    lunar_status (*optim_step)(lunar_optim_kind kind, lunar_tensor *param,
+                               const lunar_tensor *grad, lunar_tensor *const *state,
+                               const lunar_optim_hyper *h);
 };
 
 extern const lunar_backend lunar_cpu_backend;

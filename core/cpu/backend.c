@@ -189,4 +189,5 @@ const lunar_backend lunar_cpu_backend = {
     /* .sort          = */ cpu_sort,
     /* .count_nonzero = */ cpu_count_nonzero,
     /* .nonzero       = */ cpu_nonzero,
+    /* .optim_step    = */ cpu_optim_step,
 };

@@ -74,5 +74,7 @@ lunar_status cpu_sort(lunar_tensor *values, lunar_tensor *indices, const lunar_t
                       int dim, bool descending);
 lunar_status cpu_count_nonzero(int64_t *count, const lunar_tensor *x);
 lunar_status cpu_nonzero(lunar_tensor *out, const lunar_tensor *x);
+lunar_status cpu_optim_step(lunar_optim_kind kind, lunar_tensor *param, const lunar_tensor *grad,
+                            lunar_tensor *const *state, const lunar_optim_hyper *h);
 
 #endif
