@@ -37,7 +37,7 @@ end
 
 --- The inverse of flatten_state_dict: only keys under prefix are read.
 function M.unflatten_state_dict(flat, prefix)
-  prefix = prefix or ""
+  if type(prefix) ~= "string" then prefix = "" end -- lunar.load's metadata table may come along
   local sd = {state = {}, param_groups = {}}
   for key, t in pairs(flat) do
     if key:sub(1, #prefix) == prefix then

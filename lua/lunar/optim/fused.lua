@@ -42,7 +42,7 @@ end
 M.SGD = Optimizer:extend("SGD")
 function M.SGD:init(params, opts)
   opts = opts or {}
-  if opts.lr == nil then error("SGD: lr is required (lunar.optim.SGD(params, {lr = ...}))", 2) end
+  if opts.lr == nil then error("SGD: lr is required (lunar.optim.SGD(params, {lr = ...}))", 3) end
   Optimizer.init(self, params, {lr = opts.lr, momentum = opts.momentum or 0,
     dampening = opts.dampening or 0, weight_decay = opts.weight_decay or 0,
     nesterov = opts.nesterov or false, maximize = opts.maximize or false})

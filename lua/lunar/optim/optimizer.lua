@@ -26,13 +26,13 @@ function Optimizer:init(params, defaults)
   if is_tensor(params) then params = {params} end
   if type(params) ~= "table" then
     error(name .. ": params must be a list of tensors or of parameter groups (got "
-      .. type(params) .. ")", 3)
+      .. type(params) .. ")", 4)
   end
-  if #params == 0 then error(name .. ": got an empty parameter list", 3) end
+  if #params == 0 then error(name .. ": got an empty parameter list", 4) end
   if type(params[1]) == "table" and not is_tensor(params[1]) then
-    for _, g in ipairs(params) do self:add_param_group(g, 4) end
+    for _, g in ipairs(params) do self:add_param_group(g, 5) end
   else
-    self:add_param_group({params = params}, 4)
+    self:add_param_group({params = params}, 5)
   end
 end
 
