@@ -66,7 +66,8 @@ end
 --- Clamps every gradient of params to [-clip_value, clip_value] in place.
 function M.clip_grad_value_(params, clip_value)
   if type(clip_value) ~= "number" or clip_value < 0 then
-    error("clip_grad_value_: clip_value must be a number >= 0 (got " .. tostring(clip_value) .. ")", 2)
+    error("clip_grad_value_: clip_value must be a number >= 0 (got "
+      .. tostring(clip_value) .. ")", 2)
   end
   for _, g in ipairs(grads_of(params, "clip_grad_value_")) do g:clamp_(-clip_value, clip_value) end
 end

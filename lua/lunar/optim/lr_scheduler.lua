@@ -103,7 +103,7 @@ M.StepLR = LRScheduler:extend("StepLR")
 function M.StepLR:init(opt, step_size, opts)
   check_optimizer(opt, "StepLR")
   if type(step_size) ~= "number" or step_size < 1 then
-    error("StepLR: step_size must be a positive integer (got " .. tostring(step_size) .. ")", 2)
+    error("StepLR: step_size must be a positive integer (got " .. tostring(step_size) .. ")", 3)
   end
   opts = opts or {}
   self.step_size, self.gamma = step_size, opts.gamma or 0.1
@@ -127,7 +127,7 @@ end
 M.MultiStepLR = LRScheduler:extend("MultiStepLR")
 function M.MultiStepLR:init(opt, milestones, opts)
   check_optimizer(opt, "MultiStepLR")
-  if type(milestones) ~= "table" then error("MultiStepLR: milestones must be a list", 2) end
+  if type(milestones) ~= "table" then error("MultiStepLR: milestones must be a list", 3) end
   opts = opts or {}
   self.milestones = {}
   for _, m in ipairs(milestones) do self.milestones[m] = (self.milestones[m] or 0) + 1 end
@@ -146,7 +146,7 @@ end
 M.ExponentialLR = LRScheduler:extend("ExponentialLR")
 function M.ExponentialLR:init(opt, gamma, opts)
   check_optimizer(opt, "ExponentialLR")
-  if type(gamma) ~= "number" then error("ExponentialLR: gamma must be a number", 2) end
+  if type(gamma) ~= "number" then error("ExponentialLR: gamma must be a number", 3) end
   self.gamma = gamma
   self:setup(opt, (opts or {}).last_epoch)
 end
@@ -162,7 +162,7 @@ M.CosineAnnealingLR = LRScheduler:extend("CosineAnnealingLR")
 function M.CosineAnnealingLR:init(opt, T_max, opts)
   check_optimizer(opt, "CosineAnnealingLR")
   if type(T_max) ~= "number" or T_max <= 0 then
-    error("CosineAnnealingLR: T_max must be a positive number (got " .. tostring(T_max) .. ")", 2)
+    error("CosineAnnealingLR: T_max must be a positive number (got " .. tostring(T_max) .. ")", 3)
   end
   opts = opts or {}
   self.T_max, self.eta_min = T_max, opts.eta_min or 0
@@ -199,11 +199,12 @@ function M.CosineAnnealingWarmRestarts:init(opt, T_0, opts)
   check_optimizer(opt, "CosineAnnealingWarmRestarts")
   opts = opts or {}
   if math.type(T_0) ~= "integer" or T_0 <= 0 then
-    error("CosineAnnealingWarmRestarts: expected a positive integer T_0, got " .. tostring(T_0), 2)
+    error("CosineAnnealingWarmRestarts: expected a positive integer T_0, got " .. tostring(T_0), 3)
   end
   local T_mult = opts.T_mult or 1
   if math.type(T_mult) ~= "integer" or T_mult < 1 then
-    error("CosineAnnealingWarmRestarts: expected an integer T_mult >= 1, got " .. tostring(T_mult), 2)
+    error("CosineAnnealingWarmRestarts: expected an integer T_mult >= 1, got "
+      .. tostring(T_mult), 3)
   end
   self.T_0, self.T_i, self.T_mult, self.eta_min = T_0, T_0, T_mult, opts.eta_min or 0
   self.T_cur = opts.last_epoch or -1
@@ -226,7 +227,8 @@ function M.CosineAnnealingWarmRestarts:step(epoch)
       self.T_i = self.T_i * self.T_mult
     end
   else
-    if epoch < 0 then error("CosineAnnealingWarmRestarts: expected epoch >= 0, got " .. epoch, 2) end
+    if epoch < 0 then error("CosineAnnealingWarmRestarts: expected epoch >= 0, got "
+      .. epoch, 2) end
     if epoch >= self.T_0 then
       if self.T_mult == 1 then
         self.T_cur = epoch % self.T_0
@@ -257,9 +259,10 @@ function M.LinearLR:init(opt, opts)
   opts = opts or {}
   local s, e = opts.start_factor or 1 / 3, opts.end_factor or 1
   if s > 1 or s <= 0 then
-    error("LinearLR: start_factor must be in (0, 1] (got " .. tostring(s) .. ")", 2)
+    error("LinearLR: start_factor must be in (0, 1] (got " .. tostring(s) .. ")", 3)
   end
-  if e > 1 or e < 0 then error("LinearLR: end_factor must be in [0, 1] (got " .. tostring(e) .. ")", 2) end
+  if e > 1 or e < 0 then error("LinearLR: end_factor must be in [0, 1] (got " .. tostring(e)
+    .. ")", 3) end
   self.start_factor, self.end_factor, self.total_iters = s, e, opts.total_iters or 5
   self:setup(opt, opts.last_epoch)
 end
@@ -296,7 +299,7 @@ function M.LambdaLR:init(opt, lr_lambda, opts)
   elseif type(lr_lambda) == "table" and #lr_lambda == n then
     self.lr_lambdas = {table.unpack(lr_lambda)}
   else
-    error(string.format("LambdaLR: expected a function or %d functions", n), 2)
+    error(string.format("LambdaLR: expected a function or %d functions", n), 3)
   end
   self:setup(opt, (opts or {}).last_epoch)
 end
@@ -319,23 +322,24 @@ M.OneCycleLR = LRScheduler:extend("OneCycleLR")
 function M.OneCycleLR:init(opt, max_lr, opts)
   check_optimizer(opt, "OneCycleLR")
   opts = opts or {}
-  if opts.three_phase then error("OneCycleLR: three_phase is not supported", 2) end
+  if opts.three_phase then error("OneCycleLR: three_phase is not supported", 3) end
   local total = opts.total_steps
   if total == nil then
     local e, s = opts.epochs, opts.steps_per_epoch
     if e == nil or s == nil then
-      error("OneCycleLR: give total_steps, or epochs and steps_per_epoch", 2)
+      error("OneCycleLR: give total_steps, or epochs and steps_per_epoch", 3)
     end
-    if e <= 0 then error("OneCycleLR: expected a positive integer epochs, got " .. e, 2) end
-    if s <= 0 then error("OneCycleLR: expected a positive integer steps_per_epoch, got " .. s, 2) end
+    if e <= 0 then error("OneCycleLR: expected a positive integer epochs, got " .. e, 3) end
+    if s <= 0 then error("OneCycleLR: expected a positive integer steps_per_epoch, got "
+      .. s, 3) end
     total = e * s
   elseif total <= 0 then
-    error("OneCycleLR: expected a positive integer total_steps, got " .. tostring(total), 2)
+    error("OneCycleLR: expected a positive integer total_steps, got " .. tostring(total), 3)
   end
   self.total_steps = total
   local pct = opts.pct_start or 0.3
   if pct < 0 or pct > 1 then
-    error("OneCycleLR: expected pct_start in [0, 1], got " .. tostring(pct), 2)
+    error("OneCycleLR: expected pct_start in [0, 1], got " .. tostring(pct), 3)
   end
   self.phases = {
     {end_step = pct * total - 1, start_lr = "initial_lr", end_lr = "max_lr",
@@ -345,7 +349,7 @@ function M.OneCycleLR:init(opt, max_lr, opts)
   }
   local strategy = opts.anneal_strategy or "cos"
   if strategy ~= "cos" and strategy ~= "linear" then
-    error("OneCycleLR: anneal_strategy must be 'cos' or 'linear', got " .. tostring(strategy), 2)
+    error("OneCycleLR: anneal_strategy must be 'cos' or 'linear', got " .. tostring(strategy), 3)
   end
   self.anneal_strategy = strategy
   local div, final = opts.div_factor or 25, opts.final_div_factor or 1e4
@@ -362,7 +366,7 @@ function M.OneCycleLR:init(opt, max_lr, opts)
   if self.cycle_momentum then
     local d = opt.defaults or {}
     if d.momentum == nil and d.betas == nil then
-      error("OneCycleLR: the optimizer must have momentum or betas for cycle_momentum", 2)
+      error("OneCycleLR: the optimizer must have momentum or betas for cycle_momentum", 3)
     end
     self.use_beta1 = d.betas ~= nil
     local maxm = per_group(opt, opts.max_momentum or 0.95, "max_momentum", "OneCycleLR")
@@ -435,12 +439,12 @@ function M.CyclicLR:init(opt, base_lr, max_lr, opts)
     self.scale_fn, self.scale_mode = function(x) return gamma ^ x end, "iterations"
   else
     error("CyclicLR: mode must be triangular, triangular2 or exp_range (got "
-      .. tostring(mode) .. ")", 2)
+      .. tostring(mode) .. ")", 3)
   end
   self.cycle_momentum = opts.cycle_momentum ~= false
   if self.cycle_momentum then
     if (opt.defaults or {}).momentum == nil then
-      error("CyclicLR: the optimizer must support momentum for cycle_momentum", 2)
+      error("CyclicLR: the optimizer must support momentum for cycle_momentum", 3)
     end
     local basem = per_group(opt, opts.base_momentum or 0.8, "base_momentum", "CyclicLR")
     if last == -1 then
@@ -484,18 +488,19 @@ function M.ReduceLROnPlateau:init(opt, opts)
   check_optimizer(opt, "ReduceLROnPlateau")
   opts = opts or {}
   local factor = opts.factor or 0.1
-  if factor >= 1 then error("ReduceLROnPlateau: factor should be < 1.0 (got " .. factor .. ")", 2) end
+  if factor >= 1 then error("ReduceLROnPlateau: factor should be < 1.0 (got " .. factor
+    .. ")", 3) end
   self.optimizer, self.factor = opt, factor
   self.min_lrs = per_group(opt, opts.min_lr or 0, "min_lr", "ReduceLROnPlateau")
   self.patience, self.cooldown = opts.patience or 10, opts.cooldown or 0
   self.threshold, self.eps = opts.threshold or 1e-4, opts.eps or 1e-8
   self.mode, self.threshold_mode = opts.mode or "min", opts.threshold_mode or "rel"
   if self.mode ~= "min" and self.mode ~= "max" then
-    error("ReduceLROnPlateau: mode " .. tostring(self.mode) .. " is unknown (min or max)", 2)
+    error("ReduceLROnPlateau: mode " .. tostring(self.mode) .. " is unknown (min or max)", 3)
   end
   if self.threshold_mode ~= "rel" and self.threshold_mode ~= "abs" then
     error("ReduceLROnPlateau: threshold_mode " .. tostring(self.threshold_mode)
-      .. " is unknown (rel or abs)", 2)
+      .. " is unknown (rel or abs)", 3)
   end
   self.best = self.mode == "min" and math.huge or -math.huge
   self.num_bad_epochs, self.cooldown_counter, self.last_epoch = 0, 0, 0
@@ -514,7 +519,8 @@ end
 function M.ReduceLROnPlateau:step(metric, epoch)
   if type(metric) ~= "number" then
     if type(metric) == "userdata" and metric.item then metric = metric:item()
-    else error("ReduceLROnPlateau:step: metric must be a number (got " .. type(metric) .. ")", 2) end
+    else error("ReduceLROnPlateau:step: metric must be a number (got " .. type(metric)
+      .. ")", 2) end
   end
   self.last_epoch = epoch or self.last_epoch + 1
   if self:is_better(metric, self.best) then
