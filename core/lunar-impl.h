@@ -203,6 +203,12 @@ struct lunar_backend {
     /* gy [n, c, oh, ow] -> gx [n, c, h, w] (overwritten) */
     lunar_status (*adaptive_avg_pool2d_backward)(lunar_tensor *gx, const lunar_tensor *gy,
                                                  const lunar_conv_geom *g);
+    /* optimizers: one fused in-place step of param (contiguous, float32/float64) from grad
+     * (same shape, contiguous) and up to 3 state tensors (slots per kind in lunar.h, NULL
+     * where unused); h holds the options and the per-step scalars c1..c3 */
+    lunar_status (*optim_step)(lunar_optim_kind kind, lunar_tensor *param,
+                               const lunar_tensor *grad, lunar_tensor *const *state,
+                               const lunar_optim_hyper *h);
 };
 
 extern const lunar_backend lunar_cpu_backend;

@@ -414,5 +414,43 @@ typedef struct lunar_csv {
 lunar_status lunar_read_csv(lunar_csv **out, const char *path, int n_spec,
                             const lunar_csv_column *spec, lunar_dtype dt);
 void lunar_csv_free(lunar_csv *c); /* NULL is fine */
+/* ---- optimizer steps (ops_optim.c) ----
+ * One fused in-place update of a parameter from its gradient and state tensors, with
+ * PyTorch 1.13's single-tensor formulas. State slots by kind (NULL where unused):
+ *   SGD      [momentum_buffer]            (NULL when momentum is 0)
+ *   ADAGRAD  [sum]
+ *   ADADELTA [square_avg, acc_delta]      (rho = beta1)
+ *   RMSPROP  [square_avg, momentum_buffer, grad_avg]  (alpha = beta1; buffers by option)
+ *   ADAM     [exp_avg, exp_avg_sq, max_exp_avg_sq]    (decoupled = AdamW; max by amsgrad)
+ *   ADAMAX   [exp_avg, exp_inf]
+ *   NADAM    [exp_avg, exp_avg_sq]         (mu_product is read and updated here)
+ * step counts this step (1 on the first). Param, grad and state share dtype (float32 or
+ * float64), shape and device; param and state must be contiguous. */
+typedef enum lunar_optim_kind {
+    LUNAR_OPTIM_SGD,
+    LUNAR_OPTIM_ADAGRAD,
+    LUNAR_OPTIM_ADADELTA,
+    LUNAR_OPTIM_RMSPROP,
+    LUNAR_OPTIM_ADAM,
+    LUNAR_OPTIM_ADAMAX,
+    LUNAR_OPTIM_NADAM,
+    LUNAR_OPTIM_COUNT
+} lunar_optim_kind;
+
+typedef struct lunar_optim_hyper {
+    double lr, weight_decay, eps;
+    double momentum, dampening; /* SGD; RMSprop's momentum */
+    double beta1, beta2;        /* Adam family; Adadelta's rho and RMSprop's alpha in beta1 */
+    double lr_decay;            /* Adagrad */
+    double momentum_decay;      /* NAdam */
+    double mu_product;          /* NAdam: product of the mu_t so far (1 before the first step) */
+    int64_t step;
+    bool nesterov, maximize, centered, amsgrad, decoupled;
+    /* filled by lunar_optim_step for the kernels: per-step scalars */
+    double c1, c2, c3;
+} lunar_optim_hyper;
+
+lunar_status lunar_optim_step(lunar_optim_kind kind, lunar_tensor *param, lunar_tensor *grad,
+                              lunar_tensor *const *state, lunar_optim_hyper *h);
 
 #endif

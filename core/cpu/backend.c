@@ -197,4 +197,5 @@ const lunar_backend lunar_cpu_backend = {
     /* .avg_pool2d_backward          = */ cpu_avg_pool2d_backward,
     /* .adaptive_avg_pool2d          = */ cpu_adaptive_avg_pool2d,
     /* .adaptive_avg_pool2d_backward = */ cpu_adaptive_avg_pool2d_backward,
+    /* .optim_step    = */ cpu_optim_step,
 };

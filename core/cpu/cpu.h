@@ -88,5 +88,7 @@ lunar_status cpu_adaptive_avg_pool2d(lunar_tensor *y, const lunar_tensor *x,
                                      const lunar_conv_geom *g);
 lunar_status cpu_adaptive_avg_pool2d_backward(lunar_tensor *gx, const lunar_tensor *gy,
                                               const lunar_conv_geom *g);
+lunar_status cpu_optim_step(lunar_optim_kind kind, lunar_tensor *param, const lunar_tensor *grad,
+                            lunar_tensor *const *state, const lunar_optim_hyper *h);
 
 #endif
