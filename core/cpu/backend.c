@@ -189,4 +189,11 @@ const lunar_backend lunar_cpu_backend = {
     /* .sort          = */ cpu_sort,
     /* .count_nonzero = */ cpu_count_nonzero,
     /* .nonzero       = */ cpu_nonzero,
+    /* .softmax                = */ cpu_softmax,
+    /* .softmax_backward       = */ cpu_softmax_backward,
+    /* .cross_entropy          = */ cpu_cross_entropy,
+    /* .cross_entropy_backward = */ cpu_cross_entropy_backward,
+    /* .moments                = */ cpu_moments,
+    /* .normalize              = */ cpu_normalize,
+    /* .normalize_backward     = */ cpu_normalize_backward,
 };

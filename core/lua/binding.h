@@ -69,5 +69,6 @@ void lunar_lua_open_random(lua_State *L);
 void lunar_lua_open_io(lua_State *L);
 void lunar_lua_open_autograd(lua_State *L);
 void lunar_lua_open_system(lua_State *L);
+void lunar_lua_open_nn(lua_State *L);
 
 #endif
