@@ -14,6 +14,10 @@ local nn = {
 local families = {
   "lunar.nn.containers",
   "lunar.nn.linear",
+  "lunar.nn.softmax",
+  "lunar.nn.normalization",
+  "lunar.nn.dropout",
+  "lunar.nn.embedding",
 }
 
 for _, name in ipairs(families) do
