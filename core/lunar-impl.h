@@ -209,6 +209,30 @@ struct lunar_backend {
     lunar_status (*optim_step)(lunar_optim_kind kind, lunar_tensor *param,
                                const lunar_tensor *grad, lunar_tensor *const *state,
                                const lunar_optim_hyper *h);
+    /* ---- nn (core/ops_nn.c): every tensor contiguous, shaped 3-d as said ---- */
+    /* x, y: [outer, n, inner]; (log-)softmax along n */
+    lunar_status (*softmax)(lunar_tensor *y, const lunar_tensor *x, bool log);
+    /* gx, g, y (the forward output): [outer, n, inner] */
+    lunar_status (*softmax_backward)(lunar_tensor *gx, const lunar_tensor *g,
+                                     const lunar_tensor *y, bool log);
+    /* z: [N, C, inner] logits; t: [N, inner] int64 0-based, in range or == ignore; w: [C] or
+     * NULL -> loss (per element: weighted, label-smoothed, 0 where ignored), lse: [N, inner] */
+    lunar_status (*cross_entropy)(lunar_tensor *loss, lunar_tensor *lse, const lunar_tensor *z,
+                                  const lunar_tensor *t, const lunar_tensor *w, int64_t ignore,
+                                  double smoothing);
+    /* gz, z: [N, C, inner]; g (per-element upstream gradient), lse, t: [N, inner] */
+    lunar_status (*cross_entropy_backward)(lunar_tensor *gz, const lunar_tensor *g,
+                                           const lunar_tensor *z, const lunar_tensor *lse,
+                                           const lunar_tensor *t, const lunar_tensor *w,
+                                           int64_t ignore, double smoothing);
+    /* x: [A, C, B] -> mean, biased var: [C] (over A and B) */
+    lunar_status (*moments)(lunar_tensor *mean, lunar_tensor *var, const lunar_tensor *x);
+    /* y = (x - mean) * rstd; x, y: [A, C, B]; mean, rstd: [C] */
+    lunar_status (*normalize)(lunar_tensor *y, const lunar_tensor *x, const lunar_tensor *mean,
+                              const lunar_tensor *rstd);
+    /* gx = rstd (g - mean(g) - xh mean(g xh)) per channel; gx, g, xh: [A, C, B]; rstd: [C] */
+    lunar_status (*normalize_backward)(lunar_tensor *gx, const lunar_tensor *g,
+                                       const lunar_tensor *xh, const lunar_tensor *rstd);
 };
 
 extern const lunar_backend lunar_cpu_backend;

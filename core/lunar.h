@@ -452,5 +452,46 @@ typedef struct lunar_optim_hyper {
 
 lunar_status lunar_optim_step(lunar_optim_kind kind, lunar_tensor *param, lunar_tensor *grad,
                               lunar_tensor *const *state, lunar_optim_hyper *h);
+/* ---- nn: softmax, losses, normalisation (ops_nn.c); dims 0-based ----
+ * All take float tensors and are autograd-tracked (fused backward kernels for softmax,
+ * log_softmax, cross_entropy with class targets, and the normalisation of the norms). */
+/* exp(x - max) / sum, along dim; log_softmax = x - max - log(sum(exp(x - max))) */
+lunar_status lunar_softmax(lunar_tensor **out, lunar_tensor *x, int dim);
+lunar_status lunar_log_softmax(lunar_tensor **out, lunar_tensor *x, int dim);
+
+typedef enum lunar_reduction {
+    LUNAR_REDUCTION_NONE, LUNAR_REDUCTION_MEAN, LUNAR_REDUCTION_SUM
+} lunar_reduction;
+typedef struct lunar_loss_opts {
+    lunar_tensor *weight;    /* [C] class weights, or NULL */
+    int64_t ignore_index;    /* class targets equal to it count for nothing (PyTorch: -100) */
+    lunar_reduction reduction;
+    double label_smoothing;  /* cross_entropy: in [0, 1] */
+    int64_t class_base;      /* added to class numbers in messages (1 for Lua's classes) */
+} lunar_loss_opts;
+/* x: logits [N, C, d...] or [C]. target: class indices [N, d...] or [] (int64 / int32,
+ * 0-based), or probabilities of x's shape (float). Mean with class targets divides by the
+ * summed weights of the non-ignored targets, as PyTorch does. */
+lunar_status lunar_cross_entropy(lunar_tensor **out, lunar_tensor *x, lunar_tensor *target,
+                                 const lunar_loss_opts *opts);
+/* x: log-probabilities [N, C, d...] or [C]; target: class indices as for cross_entropy
+ * (label_smoothing is not used) */
+lunar_status lunar_nll_loss(lunar_tensor **out, lunar_tensor *x, lunar_tensor *target,
+                            const lunar_loss_opts *opts);
+/* x [N, C, ...]; running_mean/var [C] (both or neither), weight/bias [C] (or NULL). Training
+ * normalises with the batch statistics (biased variance) and updates the running ones in
+ * place: r = (1 - momentum) r + momentum s, with the unbiased variance; eval uses them. */
+lunar_status lunar_batch_norm(lunar_tensor **out, lunar_tensor *x, lunar_tensor *running_mean,
+                              lunar_tensor *running_var, lunar_tensor *weight,
+                              lunar_tensor *bias, bool training, double momentum, double eps);
+/* normalises over the last n_norm dims (which must equal normalized_shape); weight and bias
+ * have normalized_shape (or are NULL) */
+lunar_status lunar_layer_norm(lunar_tensor **out, lunar_tensor *x, int n_norm,
+                              const int64_t *normalized_shape, lunar_tensor *weight,
+                              lunar_tensor *bias, double eps);
+/* x [N, C, ...]: statistics per sample over each of `groups` runs of C / groups channels;
+ * weight/bias [C] */
+lunar_status lunar_group_norm(lunar_tensor **out, lunar_tensor *x, int64_t groups,
+                              lunar_tensor *weight, lunar_tensor *bias, double eps);
 
 #endif

@@ -198,4 +198,11 @@ const lunar_backend lunar_cpu_backend = {
     /* .adaptive_avg_pool2d          = */ cpu_adaptive_avg_pool2d,
     /* .adaptive_avg_pool2d_backward = */ cpu_adaptive_avg_pool2d_backward,
     /* .optim_step    = */ cpu_optim_step,
+    /* .softmax                = */ cpu_softmax,
+    /* .softmax_backward       = */ cpu_softmax_backward,
+    /* .cross_entropy          = */ cpu_cross_entropy,
+    /* .cross_entropy_backward = */ cpu_cross_entropy_backward,
+    /* .moments                = */ cpu_moments,
+    /* .normalize              = */ cpu_normalize,
+    /* .normalize_backward     = */ cpu_normalize_backward,
 };

@@ -90,5 +90,21 @@ lunar_status cpu_adaptive_avg_pool2d_backward(lunar_tensor *gx, const lunar_tens
                                               const lunar_conv_geom *g);
 lunar_status cpu_optim_step(lunar_optim_kind kind, lunar_tensor *param, const lunar_tensor *grad,
                             lunar_tensor *const *state, const lunar_optim_hyper *h);
+/* nn.c */
+lunar_status cpu_softmax(lunar_tensor *y, const lunar_tensor *x, bool log_);
+lunar_status cpu_softmax_backward(lunar_tensor *gx, const lunar_tensor *g, const lunar_tensor *y,
+                                  bool log_);
+lunar_status cpu_cross_entropy(lunar_tensor *loss, lunar_tensor *lse, const lunar_tensor *z,
+                               const lunar_tensor *t, const lunar_tensor *w, int64_t ignore,
+                               double smoothing);
+lunar_status cpu_cross_entropy_backward(lunar_tensor *gz, const lunar_tensor *g,
+                                        const lunar_tensor *z, const lunar_tensor *lse,
+                                        const lunar_tensor *t, const lunar_tensor *w,
+                                        int64_t ignore, double smoothing);
+lunar_status cpu_moments(lunar_tensor *mean, lunar_tensor *var, const lunar_tensor *x);
+lunar_status cpu_normalize(lunar_tensor *y, const lunar_tensor *x, const lunar_tensor *mean,
+                           const lunar_tensor *rstd);
+lunar_status cpu_normalize_backward(lunar_tensor *gx, const lunar_tensor *g,
+                                    const lunar_tensor *xh, const lunar_tensor *rstd);
 
 #endif

@@ -72,5 +72,6 @@ void lunar_lua_open_system(lua_State *L);
 void lunar_lua_open_conv(lua_State *L);
 void lunar_lua_open_data(lua_State *L);
 void lunar_lua_open_optim(lua_State *L);
+void lunar_lua_open_nn(lua_State *L);
 
 #endif

@@ -253,6 +253,7 @@ int luaopen_lunar_core(lua_State *L) {
     lunar_lua_open_conv(L);
     lunar_lua_open_data(L);
     lunar_lua_open_optim(L);
+    lunar_lua_open_nn(L);
 
     lua_pushvalue(L, 2);
     lua_setfield(L, 1, "Tensor"); /* the methods table: Lua code adds methods here */

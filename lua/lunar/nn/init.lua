@@ -16,6 +16,10 @@ local families = {
   "lunar.nn.linear",
   "lunar.nn.conv",
   "lunar.nn.pooling",
+  "lunar.nn.softmax",
+  "lunar.nn.normalization",
+  "lunar.nn.dropout",
+  "lunar.nn.embedding",
 }
 
 for _, name in ipairs(families) do
