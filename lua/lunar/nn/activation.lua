@@ -243,7 +243,9 @@ function Softplus:init(beta, threshold)
   self.beta, self.threshold = beta, threshold
 end
 function Softplus:forward(x) return F.softplus(x, self.beta, self.threshold) end
-function Softplus:extra_repr() return ("beta=%g, threshold=%g"):format(self.beta, self.threshold) end
+function Softplus:extra_repr()
+  return ("beta=%g, threshold=%g"):format(self.beta, self.threshold)
+end
 
 --- nn.Hardtanh(min_val = -1, max_val = 1)
 local Hardtanh = Module:extend("Hardtanh")
@@ -258,6 +260,8 @@ function Hardtanh:init(min_val, max_val)
   self.min_val, self.max_val = min_val, max_val
 end
 function Hardtanh:forward(x) return F.hardtanh(x, self.min_val, self.max_val) end
-function Hardtanh:extra_repr() return ("min_val=%g, max_val=%g"):format(self.min_val, self.max_val) end
+function Hardtanh:extra_repr()
+  return ("min_val=%g, max_val=%g"):format(self.min_val, self.max_val)
+end
 
 return activation

@@ -15,6 +15,9 @@ local families = {
   "lunar.nn.containers",
   "lunar.nn.linear",
   "lunar.nn.activation",
+  "lunar.nn.shape",
+  "lunar.nn.graph",
+  "lunar.nn.summary",
 }
 
 for _, name in ipairs(families) do
@@ -23,5 +26,7 @@ for _, name in ipairs(families) do
     nn[k] = v
   end
 end
+
+nn.init = require("lunar.nn.inits")
 
 return nn
