@@ -180,7 +180,9 @@ local function check_name(what, name, known)
 end
 
 function Graph:init(spec)
-  if type(spec) ~= "table" then error("Graph: expected a spec table {inputs, nodes, outputs}", 3) end
+  if type(spec) ~= "table" then
+    error("Graph: expected a spec table {inputs, nodes, outputs}", 3)
+  end
   local inputs, nodes, outputs = spec.inputs, spec.nodes, spec.outputs
   if type(inputs) ~= "table" or #inputs == 0 then error("Graph: spec.inputs must list names", 3) end
   if type(nodes) ~= "table" or #nodes == 0 then error("Graph: spec.nodes must list nodes", 3) end
@@ -218,7 +220,9 @@ function Graph:init(spec)
     plan[i] = {name = name, fn = fn, inputs = ins, results = results}
   end
   for _, name in ipairs(outputs) do
-    if not known[name] then error(("Graph: output '%s' is not defined"):format(tostring(name)), 3) end
+    if not known[name] then
+      error(("Graph: output '%s' is not defined"):format(tostring(name)), 3)
+    end
   end
   rawset(self, "_graph", {inputs = inputs, plan = plan, outputs = outputs})
 end
