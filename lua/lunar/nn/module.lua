@@ -59,8 +59,16 @@ function Module.__newindex(self, key, value)
   rawset(self, key, value)
 end
 
+-- Functions fn(module, outputs) called after every module call (outputs packed with
+-- table.pack); Module:summary installs one for the length of a forward.
+Module.forward_hooks = {}
+
 function Module.__call(self, ...)
-  return self:forward(...)
+  local hooks = Module.forward_hooks
+  if hooks[1] == nil then return self:forward(...) end
+  local out = table.pack(self:forward(...))
+  for _, h in ipairs(hooks) do h(self, out) end
+  return table.unpack(out, 1, out.n)
 end
 
 --- The computation; every layer overrides it.
