@@ -14,6 +14,7 @@ local nn = {
 local families = {
   "lunar.nn.containers",
   "lunar.nn.linear",
+  "lunar.nn.loss",
 }
 
 for _, name in ipairs(families) do
