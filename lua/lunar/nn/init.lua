@@ -40,6 +40,7 @@ local families = {
   "lunar.nn.shape",
   "lunar.nn.graph",
   "lunar.nn.summary",
+  "lunar.nn.loss",
 }
 
 for _, name in ipairs(families) do
