@@ -11,7 +11,9 @@ require("lunar.format")
 
 -- The libraries above the core load on first use: they require lunar themselves, and a
 -- script that only needs tensors should not pay for them.
-local lazy = {nn = "lunar.nn", optim = "lunar.optim", data = "lunar.data", metrics = "lunar.metrics"}
+local lazy = {
+  nn = "lunar.nn", optim = "lunar.optim", data = "lunar.data", metrics = "lunar.metrics",
+}
 setmetatable(lunar, {__index = function(t, k)
   local name = lazy[k]
   if name then
