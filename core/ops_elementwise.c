@@ -266,6 +266,23 @@ static lunar_status as_dtype(lunar_tensor **out, lunar_tensor *x, lunar_dtype dt
     return lunar_raw_cast(out, x, dt);
 }
 
+/* Records the node of a float binary op: a, b are the inputs, ca, cb the operands the
+ * kernel saw (after casts). */
+static void record_binary(lunar_binary_op op, lunar_tensor *a, lunar_tensor *b,
+                          lunar_tensor *ca, lunar_tensor *cb, lunar_tensor *out) {
+    lunar_tensor *in[2] = {a, b};
+    lunar_node *n = lunar_node_begin(binary_names[op], binary_backward, 2, in);
+    if (!n) return;
+    n->i[0] = op;
+    bool keep_a = op != LUNAR_OP_ADD && op != LUNAR_OP_SUB;
+    bool keep_b = keep_a;
+    if (op == LUNAR_OP_FMOD || op == LUNAR_OP_REMAINDER) keep_a = keep_b = lunar_node_needs(n, 1);
+    if (keep_a) lunar_node_save(n, 0, ca);
+    if (keep_b) lunar_node_save(n, 1, cb);
+    if (op == LUNAR_OP_DIV || op == LUNAR_OP_POW) lunar_node_save(n, 2, out);
+    lunar_node_finish(n, out);
+}
+
 lunar_status lunar_binary(lunar_tensor **out, lunar_binary_op op, lunar_tensor *a,
                           lunar_tensor *b) {
     if ((unsigned)op >= LUNAR_BINARY_COUNT) return lunar_fail(LUNAR_ERR_ARG, "binary: bad op");
@@ -274,13 +291,27 @@ lunar_status lunar_binary(lunar_tensor **out, lunar_binary_op op, lunar_tensor *
     LUNAR_CHECK(lunar_same_device(name, a, b));
     int nd;
     int64_t shape[LUNAR_MAX_DIMS];
+    lunar_dtype dt;
+    lunar_status st;
+    /* the common case, float arithmetic on operands of one shape and dtype, skips the
+     * promotion and broadcasting set-up: it is most of a tiny op's time in the core */
+    if (a->dtype == b->dtype && lunar_dtype_is_float(a->dtype) && op <= LUNAR_OP_REMAINDER &&
+        lunar_shape_equal(a->ndim, a->shape, b->ndim, b->shape)) {
+        LUNAR_CHECK(lunar_tensor_new(out, a->ndim, a->shape, a->dtype, a));
+        st = lunar_tensor_backend(a)->binary(op, *out, a, b);
+        if (st == LUNAR_OK) record_binary(op, a, b, a, b, *out);
+        else {
+            lunar_tensor_release(*out);
+            *out = NULL;
+        }
+        return st;
+    }
     LUNAR_CHECK(lunar_broadcast_shape(name, a->ndim, a->shape, b->ndim, b->shape, &nd, shape));
-    lunar_dtype dt = binary_dtype(op, a, b);
+    dt = binary_dtype(op, a, b);
     if (dt == LUNAR_DTYPE_COUNT)
         return lunar_fail(LUNAR_ERR_DTYPE, "%s: not supported for two bool tensors", name);
     lunar_dtype odt = is_compare(op) || is_logical(op) ? LUNAR_BOOL : dt;
     lunar_tensor *ca = NULL, *cb = NULL, *va = NULL, *vb = NULL;
-    lunar_status st;
     LUNAR_GOTO(as_dtype(&ca, a, dt));
     LUNAR_GOTO(as_dtype(&cb, b, dt));
     LUNAR_GOTO(lunar_tensor_new(out, nd, shape, odt, a));
@@ -290,21 +321,7 @@ lunar_status lunar_binary(lunar_tensor **out, lunar_binary_op op, lunar_tensor *
     vb = sb ? cb : lunar_broadcast_view(cb, nd, shape);
     if (!va || !vb) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "%s: out of memory", name));
     LUNAR_GOTO(lunar_tensor_backend(a)->binary(op, *out, va, vb));
-    if (odt != LUNAR_BOOL) {
-        lunar_tensor *in[2] = {a, b};
-        lunar_node *n = lunar_node_begin(name, binary_backward, 2, in);
-        if (n) {
-            n->i[0] = op;
-            bool keep_a = op != LUNAR_OP_ADD && op != LUNAR_OP_SUB;
-            bool keep_b = keep_a;
-            if (op == LUNAR_OP_FMOD || op == LUNAR_OP_REMAINDER)
-                keep_a = keep_b = lunar_node_needs(n, 1);
-            if (keep_a) lunar_node_save(n, 0, ca);
-            if (keep_b) lunar_node_save(n, 1, cb);
-            if (op == LUNAR_OP_DIV || op == LUNAR_OP_POW) lunar_node_save(n, 2, *out);
-            lunar_node_finish(n, *out);
-        }
-    }
+    if (odt != LUNAR_BOOL) record_binary(op, a, b, ca, cb, *out);
 done:
     if (va && va != ca) lunar_tensor_release(va);
     if (vb && vb != cb) lunar_tensor_release(vb);

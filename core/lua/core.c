@@ -12,6 +12,7 @@ static int64_t gc_threshold = 64 << 20; /* live bytes that trigger a collection 
 /* The tensor metatable by registry index: luaL_testudata looks it up by name, and the
  * string lookup (with its strcmp) was a tenth of a tiny op's instructions. */
 static int mt_ref = LUA_NOREF;
+static const void *mt_ptr; /* the same metatable, for a check that pushes nothing extra */
 
 lunar_dtype lunar_lua_default_dtype(void) { return default_dtype; }
 void lunar_lua_set_default_dtype(lunar_dtype dt) { default_dtype = dt; }
@@ -21,9 +22,8 @@ int lunar_lua_raise(lua_State *L) { return luaL_error(L, "%s", lunar_last_error(
 lunar_tensor *lunar_lua_test(lua_State *L, int idx) {
     lunar_tensor **box = lua_touserdata(L, idx);
     if (!box || !lua_getmetatable(L, idx)) return NULL;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, mt_ref);
-    bool same = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
+    bool same = lua_topointer(L, -1) == mt_ptr;
+    lua_pop(L, 1);
     if (!same) return NULL;
     if (!*box) luaL_error(L, "tensor used after it was closed");
     return *box;
@@ -238,7 +238,8 @@ int luaopen_lunar_core(lua_State *L) {
     lua_setfield(L, 3, "__close");
     lua_pushstring(L, "lunar.Tensor");
     lua_setfield(L, 3, "__name");
-    mt_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the metatable */
+    mt_ptr = lua_topointer(L, -1);
+    mt_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the metatable; the registry keeps it */
 
     lunar_lua_open_tensor(L);
     lunar_lua_open_ops(L);
