@@ -8,6 +8,14 @@
 
 #define CPU_MAX_OPERANDS 4
 
+/* Hot loops are compiled twice, for AVX2 and for the x86-64 baseline, and the loader picks
+ * one (GCC's target_clones, an ifunc): a portable build that still uses the wide vectors. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(LUNAR_SANITIZE)
+#define CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CPU_CLONES
+#endif
+
 /* Walks operands of one shape element by element. Dims are coalesced where every operand
  * is laid out as one run, so a contiguous tensor becomes a single row; strides in bytes. */
 typedef struct cpu_iter {

@@ -210,7 +210,7 @@ typedef struct {
         }                                                                                     \
     } while (0)
 
-static void unary_row(char **p, const int64_t *s, int64_t n, void *ctx) {
+CPU_CLONES static void unary_row(char **p, const int64_t *s, int64_t n, void *ctx) {
     const unary_ctx *c = ctx;
     if (c->op == LUNAR_OP_LOGICAL_NOT) { /* bool in, bool out */
         uint8_t *o = (uint8_t *)p[0];
@@ -350,7 +350,7 @@ static inline int64_t idiv(int64_t u, int64_t v) {
     default: break;                                                                           \
     }
 
-static void binary_row(char **p, const int64_t *s, int64_t n, void *ctx) {
+CPU_CLONES static void binary_row(char **p, const int64_t *s, int64_t n, void *ctx) {
     const binary_ctx *c = ctx;
     switch (c->dt) {
     case LUNAR_F32: BINARY_FLOAT(float); break;

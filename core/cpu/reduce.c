@@ -81,7 +81,7 @@ static inline void acc_add(acc *a, double v) {
 /* A unit-stride sum with eight independent accumulators: one chain of dependent adds runs
  * at one add per FP latency, eight let the compiler use vector adds. */
 #define SUM_UNIT(T)                                                                           \
-    static double sum_unit_##T(const T *x, int64_t n) {                                       \
+    CPU_CLONES static double sum_unit_##T(const T *x, int64_t n) {                            \
         double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                             \
         int64_t i = 0;                                                                        \
         for (; i + 8 <= n; i += 8)                                                            \
