@@ -350,4 +350,20 @@ typedef struct lunar_safetensors {
 lunar_status lunar_load_safetensors(lunar_safetensors **out, const char *path);
 void lunar_safetensors_free(lunar_safetensors *st); /* NULL is fine */
 
+/* ---- devices (core/device.c; OpenCL in core/opencl/) ----
+ * Device names: "cpu", "opencl" (the first OpenCL device), "opencl:N" (N from 1, over all
+ * platforms). Without an OpenCL platform lunar runs on the CPU; asking for an OpenCL
+ * device then fails with LUNAR_ERR_DEVICE. */
+typedef struct lunar_device_info {
+    char name[256], platform[256], driver[128], type[16]; /* type: gpu, cpu, accelerator */
+    int64_t global_mem;                                   /* bytes */
+    bool fp64;
+} lunar_device_info;
+int lunar_opencl_device_count(void);
+lunar_status lunar_opencl_device_info(int i, lunar_device_info *info); /* i 0-based */
+/* x on that device (x itself when it is there already); autograd-tracked */
+lunar_status lunar_to_device(lunar_tensor **out, lunar_tensor *x, const char *device);
+/* "cpu" or "opencl:N" into buf; returns buf */
+char *lunar_tensor_device_name(const lunar_tensor *t, char *buf, size_t n);
+
 #endif

@@ -177,6 +177,13 @@ static lunar_tensor *tensor_struct(void) {
 
 lunar_status lunar_tensor_new(lunar_tensor **out, int ndim, const int64_t *shape, lunar_dtype dt,
                               const lunar_tensor *like) {
+    return lunar_tensor_new_on(out, ndim, shape, dt,
+                               like ? like->storage->backend : &lunar_cpu_backend,
+                               like ? like->storage->device : 0);
+}
+
+lunar_status lunar_tensor_new_on(lunar_tensor **out, int ndim, const int64_t *shape,
+                                 lunar_dtype dt, const lunar_backend *be, int device) {
     if (ndim < 0 || ndim > LUNAR_MAX_DIMS)
         return lunar_fail(LUNAR_ERR_SHAPE, "tensors have at most %d dims, got %d",
                           LUNAR_MAX_DIMS, ndim);
@@ -186,8 +193,6 @@ lunar_status lunar_tensor_new(lunar_tensor **out, int ndim, const int64_t *shape
                               (long long)shape[d], d + 1);
     lunar_tensor *t = tensor_struct();
     if (!t) return lunar_fail(LUNAR_ERR_MEMORY, "out of memory");
-    const lunar_backend *be = like ? like->storage->backend : &lunar_cpu_backend;
-    int device = like ? like->storage->device : 0;
     int64_t n = lunar_shape_numel(ndim, shape);
     lunar_status st = lunar_storage_new(&t->storage, be, device,
                                         (size_t)n * lunar_dtype_size(dt));

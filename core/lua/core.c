@@ -250,6 +250,7 @@ int luaopen_lunar_core(lua_State *L) {
     lunar_lua_open_io(L);
     lunar_lua_open_autograd(L);
     lunar_lua_open_system(L);
+    lunar_lua_open_device(L);
 
     lua_pushvalue(L, 2);
     lua_setfield(L, 1, "Tensor"); /* the methods table: Lua code adds methods here */
