@@ -1,7 +1,8 @@
 /*
  * backend.c - the OpenCL filling of struct lunar_backend: kernel launches for copy, fill,
- * arange, unary, binary, where and reduce (the kernels/.cl files), and GEMM on CLBlast. Nothing here
- * waits: kernels queue in order, and a host read (ocl_read) is the only sync point.
+ * arange, unary, binary, where and reduce (the kernels/.cl files), and GEMM on CLBlast.
+ * Nothing here waits: kernels queue in order, and a host read (ocl_read) is the only sync
+ * point.
  */
 #include "opencl.h"
 
@@ -236,7 +237,8 @@ static lunar_status ocl_reduce(lunar_reduce_op op, lunar_tensor *out, const luna
     geom_init(&gr, 1, rt);
     cl_mem o = OCL_MEM(out), xm = OCL_MEM(x);
     cl_int odt = out->dtype, nk = gk.nd, nr = gr.nd, cop = op;
-    cl_int exact = !lunar_dtype_is_float(x->dtype) && (op == LUNAR_OP_SUM || op == LUNAR_OP_PROD);
+    cl_int exact = !lunar_dtype_is_float(x->dtype) &&
+                   (op == LUNAR_OP_SUM || op == LUNAR_OP_PROD);
     cl_long oo = out->offset, xo = x->offset, n_out = gk.n, count = gr.n;
     scalar p;
     karg args[] = {A(o),     A(odt), A(oo),       A(gk.strides[1]), A(xm),       A(xo),
@@ -322,7 +324,8 @@ static lunar_status ocl_gemm(lunar_tensor *c, const lunar_tensor *a, const lunar
                                        &d->queue, NULL);
     }
     if (s != CLBlastSuccess)
-        return lunar_fail(s == CLBlastOpenCLOutOfResources || s == CLBlastOpenCLOutOfHostMemory || s == -4
+        return lunar_fail(s == CLBlastOpenCLOutOfResources || s == CLBlastOpenCLOutOfHostMemory ||
+                                  s == -4 /* CL_MEM_OBJECT_ALLOCATION_FAILURE */
                               ? LUNAR_ERR_MEMORY
                               : LUNAR_ERR_DEVICE,
                           "opencl: %s failed: %s (%d)", call, clblast_status(s), (int)s);

@@ -127,8 +127,9 @@ lunar_status ocl_program_build(ocl_device *d) {
             clGetProgramBuildInfo(d->program, d->id, CL_PROGRAM_BUILD_LOG, n, log, NULL);
             log[n] = 0;
         }
-        lunar_fail(LUNAR_ERR_DEVICE, "opencl: clBuildProgram failed on %s: %s (%d); build log:\n%.700s",
-                   d->name, ocl_status_name(err), (int)err, log ? log : "(none)");
+        lunar_fail(LUNAR_ERR_DEVICE,
+                   "opencl: clBuildProgram failed on %s: %s (%d); build log:\n%.700s", d->name,
+                   ocl_status_name(err), (int)err, log ? log : "(none)");
         free(log);
         clReleaseProgram(d->program);
         d->program = NULL;
