@@ -102,6 +102,31 @@ static int t_device(lua_State *L) {
     return 1;
 }
 
+/* lunar.backend_kernels(device): {copy = true, gather = false, ...}: which entries of that
+ * device's backend have a kernel (tests use it to pin down what OpenCL still lacks) */
+static int l_backend_kernels(lua_State *L) {
+    const lunar_backend *be;
+    int dev;
+    LUNAR_LUA_TRY(L, lunar_device_parse(lunar_lua_device_name(L, 1), &be, &dev));
+#define E(f) {#f, be->f != NULL}
+    const struct {
+        const char *name;
+        bool has;
+    } entries[] = {E(alloc),   E(free),         E(write),     E(read),        E(copy),
+                   E(fill),    E(arange),       E(unary),     E(binary),      E(where),
+                   E(reduce),  E(arg_reduce),   E(scan),      E(gemm),        E(random),
+                   E(gather),  E(scatter),      E(index_select), E(index_add), E(sort),
+                   E(count_nonzero), E(nonzero)};
+#undef E
+    _Static_assert(sizeof(lunar_backend) == 23 * sizeof(void *), "list every backend entry");
+    lua_createtable(L, 0, (int)(sizeof entries / sizeof entries[0]));
+    for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++) {
+        lua_pushboolean(L, entries[i].has);
+        lua_setfield(L, -2, entries[i].name);
+    }
+    return 1;
+}
+
 void lunar_lua_open_device(lua_State *L) {
     if (luaL_newmetatable(L, DEVICE_MT)) {
         lua_pushcfunction(L, device_tostring);
@@ -112,7 +137,8 @@ void lunar_lua_open_device(lua_State *L) {
         lua_setfield(L, -2, "__name");
     }
     lua_pop(L, 1);
-    static const luaL_Reg fns[] = {{"devices", l_devices}, {"device", l_device}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"devices", l_devices}, {"device", l_device},
+                                   {"backend_kernels", l_backend_kernels}, {NULL, NULL}};
     lunar_lua_register(L, fns, false, true);
     static const luaL_Reg methods[] = {{"device", t_device}, {NULL, NULL}};
     lunar_lua_register(L, methods, true, false);
