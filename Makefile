@@ -41,7 +41,10 @@ SRC = $(wildcard core/*.c core/cpu/*.c core/lua/*.c core/io/*.c)
 HDR = $(wildcard core/*.h core/cpu/*.h core/lua/*.h core/io/*.h)
 
 # OpenCL backend: core/opencl/*.c plus kernels/*.cl embedded as one C string (common.cl first)
-ifneq ($(OPENCL),0)
+ifeq ($(OPENCL),0)
+# objects built with and without LUNAR_OPENCL never mix
+BUILD := $(BUILD)-noopencl
+else
 CL_SRC = kernels/common.cl $(filter-out kernels/common.cl,$(sort $(wildcard kernels/*.cl)))
 SRC += $(wildcard core/opencl/*.c) $(BUILD)/gen/opencl_source.c
 HDR += $(wildcard core/opencl/*.h)

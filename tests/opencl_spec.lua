@@ -15,7 +15,8 @@ describe("opencl without a platform #opencl", function()
     local out = p:read("a")
     p:close()
     assert.truthy(out:find("^0\t4%.0\n"), out)
-    assert.truthy(out:find("no OpenCL device found", 1, true), out)
+    assert.truthy(out:find("no OpenCL device found", 1, true) or
+                  out:find("built without OpenCL", 1, true), out)
   end)
 end)
 
