@@ -6,8 +6,8 @@
 #   make bench      lunar and PyTorch side by side (bench/RESULTS.md keeps the figures)
 #   make install    into the Lua 5.4 paths under PREFIX (luarocks sets INST_LIBDIR/INST_LUADIR)
 #   make format / make lint / make clean
-# Switches: SANITIZE=1 (ASan + UBSan), DEBUG=1, OPENCL=0 (no OpenCL backend; it is not
-# built yet either way).
+# Switches: SANITIZE=1 (ASan + UBSan), DEBUG=1, OPENCL=0 (no OpenCL backend: no OpenCL or
+# CLBlast packages needed).
 
 PREFIX ?= /usr/local
 INST_LIBDIR ?= $(PREFIX)/lib/lua/5.4
@@ -40,8 +40,21 @@ BUILD = build/rel
 endif
 
 SRC = $(wildcard core/*.c core/cpu/*.c core/lua/*.c core/io/*.c)
-OBJ = $(SRC:%.c=$(BUILD)/%.o)
 HDR = $(wildcard core/*.h core/cpu/*.h core/lua/*.h core/io/*.h)
+
+# OpenCL backend: core/opencl/*.c plus kernels/*.cl embedded as one C string (common.cl first)
+ifeq ($(OPENCL),0)
+# objects built with and without LUNAR_OPENCL never mix
+BUILD := $(BUILD)-noopencl
+else
+CL_SRC = kernels/common.cl $(filter-out kernels/common.cl,$(sort $(wildcard kernels/*.cl)))
+SRC += $(wildcard core/opencl/*.c) $(BUILD)/gen/opencl_source.c
+HDR += $(wildcard core/opencl/*.h)
+override CFLAGS += -DLUNAR_OPENCL
+LIBS += -lclblast -lOpenCL
+endif
+OBJ = $(SRC:%.c=$(BUILD)/%.o)
+OBJ := $(OBJ:$(BUILD)/$(BUILD)/%=$(BUILD)/%)
 LIB = lunar/core.so
 
 LUA_ENV = LUA_PATH_5_4="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
@@ -53,6 +66,16 @@ all: deps $(LIB).check $(LIB)
 
 deps:
 	@sh scripts/deps.sh build
+ifneq ($(OPENCL),0)
+	@sh scripts/deps.sh opencl
+endif
+
+$(BUILD)/gen/opencl_source.c: $(CL_SRC) scripts/embed.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed.sh $@ $(CL_SRC)
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/%.o: %.c $(HDR)
 	@mkdir -p $(dir $@)

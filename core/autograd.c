@@ -462,7 +462,7 @@ static lunar_status default_grad(lunar_tensor *root, lunar_tensor *grad, lunar_t
                           lunar_shape_str(a, sizeof a, root->ndim, root->shape));
     }
     LUNAR_CHECK(lunar_tensor_new(out, root->ndim, root->shape, root->dtype, root));
-    lunar_status st = root->storage->backend->fill(*out, 1);
+    lunar_status st = LUNAR_KERNEL(root->storage->backend, fill, *out, 1);
     if (st != LUNAR_OK) lunar_tensor_release(*out);
     return st;
 }

@@ -307,4 +307,20 @@ lunar_status gx_end(gx *c);
 /* Elements below which a loop stays on one thread. */
 #define LUNAR_GRAIN 32768
 
+/* ---- devices (device.c, opencl/) ---- */
+extern const lunar_backend lunar_opencl_backend; /* defined when built with LUNAR_OPENCL */
+/* A fresh contiguous tensor on the given backend and device. */
+lunar_status lunar_tensor_new_on(lunar_tensor **out, int ndim, const int64_t *shape,
+                                 lunar_dtype dt, const lunar_backend *be, int device);
+/* Resolves a device name; fails naming it when unknown or unavailable. */
+lunar_status lunar_device_parse(const char *name, const lunar_backend **be, int *device);
+/* A contiguous copy of x on (be, device), no autograd. */
+lunar_status lunar_raw_to(lunar_tensor **out, const lunar_tensor *x, const lunar_backend *be,
+                          int device);
+/* Calls a backend entry, or fails "<op>: the <backend> backend has no <entry> kernel" when
+ * the backend leaves it NULL. Use inside the op's function (the op name is __func__). */
+lunar_status lunar_kernel_missing(const char *fn, const lunar_backend *be, const char *entry);
+#define LUNAR_KERNEL(be, entry, ...)                                                          \
+    ((be)->entry ? (be)->entry(__VA_ARGS__) : lunar_kernel_missing(__func__, (be), #entry))
+
 #endif

@@ -493,5 +493,20 @@ lunar_status lunar_layer_norm(lunar_tensor **out, lunar_tensor *x, int n_norm,
  * weight/bias [C] */
 lunar_status lunar_group_norm(lunar_tensor **out, lunar_tensor *x, int64_t groups,
                               lunar_tensor *weight, lunar_tensor *bias, double eps);
+/* ---- devices (core/device.c; OpenCL in core/opencl/) ----
+ * Device names: "cpu", "opencl" (the first OpenCL device), "opencl:N" (N from 1, over all
+ * platforms). Without an OpenCL platform lunar runs on the CPU; asking for an OpenCL
+ * device then fails with LUNAR_ERR_DEVICE. */
+typedef struct lunar_device_info {
+    char name[256], platform[256], driver[128], type[16]; /* type: gpu, cpu, accelerator */
+    int64_t global_mem;                                   /* bytes */
+    bool fp64;
+} lunar_device_info;
+int lunar_opencl_device_count(void);
+lunar_status lunar_opencl_device_info(int i, lunar_device_info *info); /* i 0-based */
+/* x on that device (x itself when it is there already); autograd-tracked */
+lunar_status lunar_to_device(lunar_tensor **out, lunar_tensor *x, const char *device);
+/* "cpu" or "opencl:N" into buf; returns buf */
+char *lunar_tensor_device_name(const lunar_tensor *t, char *buf, size_t n);
 
 #endif

@@ -30,7 +30,7 @@ static lunar_tensor *mat3(const lunar_tensor *base, int64_t off, int64_t B, int6
 
 /* c = a @ b + beta c on the aliases, which it releases. */
 static lunar_status gemm3(lunar_tensor *c, lunar_tensor *a, lunar_tensor *b, double beta) {
-    lunar_status st = c && a && b ? lunar_tensor_backend(c)->gemm(c, a, b, 1, beta)
+    lunar_status st = c && a && b ? LUNAR_KERNEL(lunar_tensor_backend(c), gemm, c, a, b, 1, beta)
                                   : oom("conv");
     lunar_tensor_release(a);
     lunar_tensor_release(b);
@@ -67,7 +67,7 @@ static lunar_status columns(lunar_tensor **col, int64_t *off, lunar_tensor *x,
     gm.n = m;
     lunar_tensor *xm = mat3(x, n0 * g->c * g->h * g->w, m, g->c, g->h * g->w,
                             g->c * g->h * g->w, g->h * g->w, 1);
-    lunar_status st = xm ? lunar_tensor_backend(x)->im2col(*col, xm, &gm) : oom("conv");
+    lunar_status st = xm ? LUNAR_KERNEL(lunar_tensor_backend(x), im2col, *col, xm, &gm) : oom("conv");
     lunar_tensor_release(xm);
     if (st != LUNAR_OK) {
         lunar_tensor_release(*col);
@@ -126,7 +126,7 @@ static lunar_status conv_bwd_in(lunar_tensor *gx, lunar_tensor *gy, lunar_tensor
             gm.n = m;
             xm = mat3(gx, n0 * g->c * g->h * g->w, m, g->c, g->h * g->w, g->c * g->h * g->w,
                       g->h * g->w, 1);
-            st = xm ? lunar_tensor_backend(gx)->col2im(xm, col, &gm) : oom("conv");
+            st = xm ? LUNAR_KERNEL(lunar_tensor_backend(gx), col2im, xm, col, &gm) : oom("conv");
         }
         lunar_tensor_release(xm);
         lunar_tensor_release(col);
@@ -141,7 +141,7 @@ static lunar_status conv_bwd_w(lunar_tensor *gw, lunar_tensor *x, lunar_tensor *
                                const lunar_conv_geom *g, int64_t G) {
     int64_t Co = gw->shape[0], Cog = Co / G, Kg = g->c / G * g->kh * g->kw;
     int64_t K = g->c * g->kh * g->kw, L = g->oh * g->ow;
-    LUNAR_CHECK(lunar_tensor_backend(gw)->fill(gw, 0));
+    LUNAR_CHECK(LUNAR_KERNEL(lunar_tensor_backend(gw), fill, gw, 0));
     int64_t nb = pointwise(g) ? g->n : chunk_of(g);
     for (int64_t n0 = 0; n0 < g->n; n0 += nb) {
         int64_t m = g->n - n0 < nb ? g->n - n0 : nb, off;
@@ -198,7 +198,7 @@ static lunar_status add_bias(lunar_tensor *out, lunar_tensor *bias) {
     int64_t s[4] = {1, bias->shape[0], 1, 1}, t[4] = {0, bias->strides[0], 0, 0};
     lunar_tensor *b4 = lunar_tensor_alias(bias, 4, s, t, bias->offset), *bv = NULL;
     if (b4) bv = lunar_broadcast_view(b4, 4, out->shape);
-    lunar_status st = bv ? lunar_tensor_backend(out)->binary(LUNAR_OP_ADD, out, out, bv)
+    lunar_status st = bv ? LUNAR_KERNEL(lunar_tensor_backend(out), binary, LUNAR_OP_ADD, out, out, bv)
                          : oom("conv");
     lunar_tensor_release(b4);
     lunar_tensor_release(bv);
@@ -552,7 +552,7 @@ static lunar_status max_pool_backward(lunar_node *n, lunar_tensor *g, lunar_tens
     LUNAR_GOTO(contig(&gc, g));
     int64_t shape[4] = {geo.n, geo.c, geo.h, geo.w};
     LUNAR_GOTO(lunar_tensor_new(&gi[0], 4, shape, g->dtype, g));
-    st = lunar_tensor_backend(g)->max_pool2d_backward(gi[0], gc, idx, &geo);
+    st = LUNAR_KERNEL(lunar_tensor_backend(g), max_pool2d_backward, gi[0], gc, idx, &geo);
 done:
     lunar_tensor_release(gc);
     return st;
@@ -568,7 +568,7 @@ static lunar_status max_pool4(const char *op, lunar_tensor **out, lunar_tensor *
     LUNAR_GOTO(contig(&xc, x));
     LUNAR_GOTO(lunar_tensor_new(out, 4, shape, x->dtype, x));
     LUNAR_GOTO(lunar_tensor_new(&idx, 4, shape, LUNAR_I64, x));
-    LUNAR_GOTO(lunar_tensor_backend(x)->max_pool2d(*out, idx, xc, &g));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(x), max_pool2d, *out, idx, xc, &g));
     lunar_node *n = lunar_node_begin(op, max_pool_backward, 1, &x);
     if (n) {
         geom_save(n, &g);
@@ -595,8 +595,8 @@ static lunar_status avg_pool_backward(lunar_node *n, lunar_tensor *g, lunar_tens
     LUNAR_GOTO(contig(&gc, g));
     int64_t shape[4] = {geo.n, geo.c, geo.h, geo.w};
     LUNAR_GOTO(lunar_tensor_new(&gi[0], 4, shape, g->dtype, g));
-    st = n->f[1] ? be->adaptive_avg_pool2d_backward(gi[0], gc, &geo)
-                 : be->avg_pool2d_backward(gi[0], gc, &geo);
+    st = n->f[1] ? LUNAR_KERNEL(be, adaptive_avg_pool2d_backward, gi[0], gc, &geo)
+                 : LUNAR_KERNEL(be, avg_pool2d_backward, gi[0], gc, &geo);
 done:
     lunar_tensor_release(gc);
     return st;
@@ -610,7 +610,7 @@ static lunar_status avg_pool4(const char *op, lunar_tensor **out, lunar_tensor *
     lunar_status st;
     LUNAR_GOTO(contig(&xc, x));
     LUNAR_GOTO(lunar_tensor_new(out, 4, shape, x->dtype, x));
-    LUNAR_GOTO(adaptive ? be->adaptive_avg_pool2d(*out, xc, g) : be->avg_pool2d(*out, xc, g));
+    LUNAR_GOTO(adaptive ? LUNAR_KERNEL(be, adaptive_avg_pool2d, *out, xc, g) : LUNAR_KERNEL(be, avg_pool2d, *out, xc, g));
     lunar_node *n = lunar_node_begin(op, avg_pool_backward, 1, &x);
     if (n) {
         geom_save(n, g);

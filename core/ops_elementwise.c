@@ -126,7 +126,7 @@ lunar_status lunar_unary(lunar_tensor **out, lunar_unary_op op, lunar_tensor *x,
     lunar_tensor *in = x;
     if (dt != x->dtype) LUNAR_CHECK(lunar_raw_cast(&in, x, dt));
     lunar_status st = lunar_tensor_new(out, x->ndim, x->shape, dt, x);
-    if (st == LUNAR_OK) st = be->unary(op, *out, in, params);
+    if (st == LUNAR_OK) st = LUNAR_KERNEL(be, unary, op, *out, in, params);
     if (st == LUNAR_OK && op != LUNAR_OP_LOGICAL_NOT) {
         lunar_node *n = lunar_node_begin(unary_names[op], unary_backward, 1, &x);
         if (n) {
@@ -298,7 +298,7 @@ lunar_status lunar_binary(lunar_tensor **out, lunar_binary_op op, lunar_tensor *
     if (a->dtype == b->dtype && lunar_dtype_is_float(a->dtype) && op <= LUNAR_OP_REMAINDER &&
         lunar_shape_equal(a->ndim, a->shape, b->ndim, b->shape)) {
         LUNAR_CHECK(lunar_tensor_new(out, a->ndim, a->shape, a->dtype, a));
-        st = lunar_tensor_backend(a)->binary(op, *out, a, b);
+        st = LUNAR_KERNEL(lunar_tensor_backend(a), binary, op, *out, a, b);
         if (st == LUNAR_OK) record_binary(op, a, b, a, b, *out);
         else {
             lunar_tensor_release(*out);
@@ -320,7 +320,7 @@ lunar_status lunar_binary(lunar_tensor **out, lunar_binary_op op, lunar_tensor *
     va = sa ? ca : lunar_broadcast_view(ca, nd, shape);
     vb = sb ? cb : lunar_broadcast_view(cb, nd, shape);
     if (!va || !vb) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "%s: out of memory", name));
-    LUNAR_GOTO(lunar_tensor_backend(a)->binary(op, *out, va, vb));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(a), binary, op, *out, va, vb));
     if (odt != LUNAR_BOOL) record_binary(op, a, b, ca, cb, *out);
 done:
     if (va && va != ca) lunar_tensor_release(va);
@@ -347,7 +347,7 @@ lunar_status lunar_binary_scalar(lunar_tensor **out, lunar_binary_op op, lunar_t
     *out = NULL;
     lunar_dtype dt = scalar_dtype(a->dtype, b);
     LUNAR_CHECK(lunar_tensor_new(&s, 0, NULL, dt, a));
-    lunar_status st = lunar_tensor_backend(a)->fill(s, b);
+    lunar_status st = LUNAR_KERNEL(lunar_tensor_backend(a), fill, s, b);
     if (st == LUNAR_OK) st = scalar_first ? lunar_binary(out, op, s, a) : lunar_binary(out, op, a, s);
     lunar_tensor_release(s);
     return st;
@@ -386,7 +386,7 @@ lunar_status lunar_where(lunar_tensor **out, lunar_tensor *cond, lunar_tensor *a
     va = lunar_broadcast_view(ca, nd, shape);
     vb = lunar_broadcast_view(cb, nd, shape);
     if (!vc || !va || !vb) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "where: out of memory"));
-    LUNAR_GOTO(lunar_tensor_backend(a)->where(*out, vc, va, vb));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(a), where, *out, vc, va, vb));
     lunar_tensor *in[3] = {cond, a, b};
     lunar_node *n = lunar_node_begin("where", where_backward, 3, in);
     if (n) {
@@ -411,7 +411,7 @@ done:
 
 lunar_status lunar_fill_(lunar_tensor *t, double value) {
     LUNAR_CHECK(lunar_check_inplace("fill_", t));
-    LUNAR_CHECK(lunar_tensor_backend(t)->fill(t, value));
+    LUNAR_CHECK(LUNAR_KERNEL(lunar_tensor_backend(t), fill, t, value));
     lunar_tensor_bump_version(t);
     return LUNAR_OK;
 }
@@ -437,7 +437,7 @@ lunar_status lunar_copy_(lunar_tensor *dst, lunar_tensor *src) {
     LUNAR_CHECK(lunar_check_inplace("copy_", dst));
     lunar_tensor *v;
     LUNAR_CHECK(inplace_source("copy_", dst, src, &v));
-    lunar_status st = lunar_tensor_backend(dst)->copy(dst, v);
+    lunar_status st = LUNAR_KERNEL(lunar_tensor_backend(dst), copy, dst, v);
     lunar_tensor_release(v);
     if (st == LUNAR_OK) lunar_tensor_bump_version(dst);
     return st;
@@ -451,7 +451,7 @@ lunar_status lunar_unary_(lunar_tensor *t, lunar_unary_op op, const double *para
                                            "into a %s tensor",
                           unary_names[op], lunar_dtype_name(unary_dtype(op, t->dtype)),
                           lunar_dtype_name(t->dtype));
-    LUNAR_CHECK(lunar_tensor_backend(t)->unary(op, t, t, params));
+    LUNAR_CHECK(LUNAR_KERNEL(lunar_tensor_backend(t), unary, op, t, t, params));
     lunar_tensor_bump_version(t);
     return LUNAR_OK;
 }
@@ -473,7 +473,7 @@ lunar_status lunar_binary_(lunar_tensor *t, lunar_binary_op op, lunar_tensor *b)
             st = lunar_fail(LUNAR_ERR_DTYPE, "%s_: the result is %s and cannot be stored in "
                                              "place into a %s tensor",
                             name, lunar_dtype_name(r->dtype), lunar_dtype_name(t->dtype));
-        if (st == LUNAR_OK) st = lunar_tensor_backend(t)->copy(t, r);
+        if (st == LUNAR_OK) st = LUNAR_KERNEL(lunar_tensor_backend(t), copy, t, r);
         lunar_tensor_release(r);
         if (st == LUNAR_OK) lunar_tensor_bump_version(t);
         return st;
@@ -482,7 +482,7 @@ lunar_status lunar_binary_(lunar_tensor *t, lunar_binary_op op, lunar_tensor *b)
     lunar_status st;
     LUNAR_GOTO(as_dtype(&cb, b, dt));
     LUNAR_GOTO(inplace_source(name, t, cb, &v));
-    LUNAR_GOTO(lunar_tensor_backend(t)->binary(op, t, t, v));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(t), binary, op, t, t, v));
     lunar_tensor_bump_version(t);
 done:
     lunar_tensor_release(v);

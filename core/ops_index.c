@@ -68,7 +68,7 @@ static lunar_status check_range(const char *op, lunar_tensor *index, int dim, in
 static lunar_status full_like(lunar_tensor **out, int ndim, const int64_t *shape, lunar_dtype dt,
                               const lunar_tensor *like, double value) {
     LUNAR_CHECK(lunar_tensor_new(out, ndim, shape, dt, like));
-    lunar_status st = lunar_tensor_backend(*out)->fill(*out, value);
+    lunar_status st = LUNAR_KERNEL(lunar_tensor_backend(*out), fill, *out, value);
     if (st != LUNAR_OK) {
         lunar_tensor_release(*out);
         *out = NULL;
@@ -143,7 +143,7 @@ lunar_status lunar_gather(lunar_tensor **out, lunar_tensor *x, int dim, lunar_te
     lunar_status st;
     LUNAR_GOTO(check_range("gather", idx, dim, x->shape[dim]));
     LUNAR_GOTO(lunar_tensor_new(out, idx->ndim, idx->shape, x->dtype, x));
-    LUNAR_GOTO(lunar_tensor_backend(x)->gather(*out, x, dim, idx));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(x), gather, *out, x, dim, idx));
     lunar_node *n = lunar_node_begin("gather", gather_backward, 1, &x);
     if (n) {
         n->i[0] = dim;
@@ -233,7 +233,7 @@ lunar_status lunar_scatter(lunar_tensor **out, lunar_tensor *x, int dim, lunar_t
     lunar_status st;
     LUNAR_GOTO(lunar_tensor_new(out, x->ndim, x->shape, x->dtype, x));
     LUNAR_GOTO(lunar_raw_copy(*out, x));
-    LUNAR_GOTO(lunar_tensor_backend(x)->scatter(*out, dim, idx, cs, accumulate));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(x), scatter, *out, dim, idx, cs, accumulate));
     if (lunar_dtype_is_float(x->dtype)) {
         lunar_tensor *in[2] = {x, src};
         lunar_node *n = lunar_node_begin(op, scatter_backward, 2, in);
@@ -257,7 +257,7 @@ lunar_status lunar_scatter_(lunar_tensor *x, int dim, lunar_tensor *index, lunar
     LUNAR_CHECK(lunar_check_inplace(op, x));
     lunar_tensor *idx, *cs;
     LUNAR_CHECK(scatter_prep(op, x, &dim, index, src, &idx, &cs));
-    lunar_status st = lunar_tensor_backend(x)->scatter(x, dim, idx, cs, accumulate);
+    lunar_status st = LUNAR_KERNEL(lunar_tensor_backend(x), scatter, x, dim, idx, cs, accumulate);
     if (st == LUNAR_OK) lunar_tensor_bump_version(x);
     lunar_tensor_release(idx);
     lunar_tensor_release(cs);
@@ -316,7 +316,7 @@ lunar_status lunar_index_select(lunar_tensor **out, lunar_tensor *x, int dim,
     shape[dim] = idx->shape[0];
     lunar_status st;
     LUNAR_GOTO(lunar_tensor_new(out, x->ndim, shape, x->dtype, x));
-    LUNAR_GOTO(lunar_tensor_backend(x)->index_select(*out, x, dim, idx));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(x), index_select, *out, x, dim, idx));
     lunar_node *n = lunar_node_begin("index_select", index_select_backward, 1, &x);
     if (n) {
         n->i[0] = dim;
@@ -384,7 +384,7 @@ lunar_status lunar_index_add(lunar_tensor **out, lunar_tensor *x, int dim, lunar
     lunar_status st;
     LUNAR_GOTO(lunar_tensor_new(out, x->ndim, x->shape, x->dtype, x));
     LUNAR_GOTO(lunar_raw_copy(*out, x));
-    LUNAR_GOTO(lunar_tensor_backend(x)->index_add(*out, dim, idx, cs, alpha));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(x), index_add, *out, dim, idx, cs, alpha));
     if (lunar_dtype_is_float(x->dtype)) {
         lunar_tensor *in[2] = {x, src};
         lunar_node *n = lunar_node_begin("index_add", index_add_backward, 2, in);
@@ -407,7 +407,7 @@ lunar_status lunar_index_add_(lunar_tensor *x, int dim, lunar_tensor *index, lun
     LUNAR_CHECK(lunar_check_inplace("index_add_", x));
     lunar_tensor *idx, *cs;
     LUNAR_CHECK(index_add_prep("index_add_", x, &dim, index, src, &idx, &cs));
-    lunar_status st = lunar_tensor_backend(x)->index_add(x, dim, idx, cs, alpha);
+    lunar_status st = LUNAR_KERNEL(lunar_tensor_backend(x), index_add, x, dim, idx, cs, alpha);
     if (st == LUNAR_OK) lunar_tensor_bump_version(x);
     lunar_tensor_release(idx);
     lunar_tensor_release(cs);
@@ -437,7 +437,7 @@ static lunar_status index_copy_raw(const char *op, lunar_tensor *x, int dim, lun
     sv = lunar_broadcast_view(cs, x->ndim, shape);
     iv = lunar_tensor_alias(idx, x->ndim, shape, strides, idx->offset);
     if (!sv || !iv) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "%s: out of memory", op));
-    LUNAR_GOTO(lunar_tensor_backend(x)->scatter(x, dim, iv, sv, false));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(x), scatter, x, dim, iv, sv, false));
     lunar_tensor_bump_version(x);
 done:
     lunar_tensor_release(cs);
@@ -585,16 +585,16 @@ done:
 /* ---- nonzero / one_hot ---- */
 
 lunar_status lunar_count_nonzero(int64_t *count, lunar_tensor *x) {
-    return lunar_tensor_backend(x)->count_nonzero(count, x);
+    return LUNAR_KERNEL(lunar_tensor_backend(x), count_nonzero, count, x);
 }
 
 lunar_status lunar_nonzero(lunar_tensor **out, lunar_tensor *x) {
     int64_t count;
     *out = NULL;
-    LUNAR_CHECK(lunar_tensor_backend(x)->count_nonzero(&count, x));
+    LUNAR_CHECK(LUNAR_KERNEL(lunar_tensor_backend(x), count_nonzero, &count, x));
     int64_t shape[2] = {count, x->ndim};
     LUNAR_CHECK(lunar_tensor_new(out, 2, shape, LUNAR_I64, x));
-    lunar_status st = lunar_tensor_backend(x)->nonzero(*out, x);
+    lunar_status st = LUNAR_KERNEL(lunar_tensor_backend(x), nonzero, *out, x);
     if (st != LUNAR_OK) fail_out(out);
     return st;
 }
@@ -635,7 +635,7 @@ lunar_status lunar_one_hot(lunar_tensor **out, lunar_tensor *labels, int64_t num
     iv = lunar_tensor_alias(idx, nd, shape, strides, idx->offset); /* labels[..., 1] */
     sv = lunar_broadcast_view(one, nd, shape);
     if (!iv || !sv) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "one_hot: out of memory"));
-    LUNAR_GOTO(lunar_tensor_backend(idx)->scatter(*out, nd - 1, iv, sv, false));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(idx), scatter, *out, nd - 1, iv, sv, false));
 done:
     lunar_tensor_release(idx);
     lunar_tensor_release(one);
@@ -669,7 +669,7 @@ lunar_status lunar_sort(lunar_tensor **values, lunar_tensor **indices, lunar_ten
     lunar_status st;
     LUNAR_GOTO(lunar_tensor_new(values, x->ndim, x->shape, x->dtype, x));
     LUNAR_GOTO(lunar_tensor_new(indices, x->ndim, x->shape, LUNAR_I64, x));
-    LUNAR_GOTO(lunar_tensor_backend(x)->sort(*values, *indices, x, dim, descending));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(x), sort, *values, *indices, x, dim, descending));
     lunar_node *n = lunar_node_begin("sort", sort_backward, 1, &x);
     if (n) {
         n->i[0] = dim;
@@ -760,7 +760,7 @@ lunar_status lunar_unique(lunar_tensor **values, lunar_tensor **inverse, lunar_t
     if (!flat) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "unique: out of memory"));
     LUNAR_GOTO(lunar_tensor_new(&sv, 1, &n, x->dtype, x));
     LUNAR_GOTO(lunar_tensor_new(&si, 1, &n, LUNAR_I64, x));
-    LUNAR_GOTO(be->sort(sv, si, flat, 0, false));
+    LUNAR_GOTO(LUNAR_KERNEL(be, sort, sv, si, flat, 0, false));
     size_t cap = n > 0 ? (size_t)n : 1;
     hv = malloc(cap * es);
     uv = malloc(cap * es);

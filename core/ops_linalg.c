@@ -172,7 +172,7 @@ lunar_status lunar_matmul(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b) 
     int64_t c3s[3] = {B, M, N}, c3t[3] = {M * N, N, 1};
     c3 = lunar_tensor_alias(c, 3, c3s, c3t, 0);
     if (!c3) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "matmul: out of memory"));
-    LUNAR_GOTO(lunar_tensor_backend(a)->gemm(c3, a3, b3, 1, 0));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(a), gemm, c3, a3, b3, 1, 0));
     /* drop the dims the 1-d operands added */
     int64_t oshape[LUNAR_MAX_DIMS], ostr[LUNAR_MAX_DIMS];
     int on = 0;
@@ -295,7 +295,7 @@ static lunar_status gemm2(lunar_tensor *c, lunar_tensor *a, lunar_tensor *b, dou
                                                           c->shape[1], 1};
     c3 = lunar_tensor_alias(c, 3, s, t, c->offset);
     if (!c3) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "gemm: out of memory"));
-    st = lunar_tensor_backend(c)->gemm(c3, a3, b3, alpha, beta);
+    st = LUNAR_KERNEL(lunar_tensor_backend(c), gemm, c3, a3, b3, alpha, beta);
 done:
     lunar_tensor_release(a3);
     lunar_tensor_release(b3);

@@ -61,7 +61,7 @@ static lunar_status softmax_backward(lunar_node *n, lunar_tensor *g, lunar_tenso
     LUNAR_GOTO(as3(&y3, y, outer, len, inner));
     LUNAR_GOTO(lunar_tensor_new(&r, y->ndim, y->shape, y->dtype, y));
     LUNAR_GOTO(as3(&r3, r, outer, len, inner));
-    LUNAR_GOTO(lunar_tensor_backend(y)->softmax_backward(r3, g3, y3, log_));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(y), softmax_backward, r3, g3, y3, log_));
     gi[0] = r;
     r = NULL;
 done:
@@ -95,7 +95,7 @@ static lunar_status softmax_op(lunar_tensor **out, lunar_tensor *x, int dim, boo
     if (lunar_tensor_numel(x) > 0) {
         LUNAR_GOTO(as3(&x3, x, outer, len, inner));
         LUNAR_GOTO(as3(&y3, y, outer, len, inner));
-        LUNAR_GOTO(be->softmax(y3, x3, log_));
+        LUNAR_GOTO(LUNAR_KERNEL(be, softmax, y3, x3, log_));
     }
     lunar_node *n = lunar_node_begin(name, softmax_backward, 1, &x);
     if (n) {
@@ -269,7 +269,7 @@ static lunar_status xent_backward(lunar_node *n, lunar_tensor *g, lunar_tensor *
     LUNAR_GOTO(grad3(&g3, g, z->dtype, nb, 1, inner));
     LUNAR_GOTO(lunar_tensor_new(&r, in->ndim, in->shape, z->dtype, z));
     LUNAR_GOTO(as3(&r3, r, nb, c, inner));
-    LUNAR_GOTO(lunar_tensor_backend(z)->cross_entropy_backward(r3, g3, z, lse, t, w, ignore, ls));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(z), cross_entropy_backward, r3, g3, z, lse, t, w, ignore, ls));
     gi[0] = r;
     r = NULL;
 done:
@@ -294,7 +294,7 @@ static lunar_status xent_elements(lunar_tensor **out, lunar_tensor *x, lunar_ten
     LUNAR_GOTO(lunar_tensor_new(&lse, t->ndim, t->shape, x->dtype, x));
     LUNAR_GOTO(as3(&l3, loss, nb, 1, inner));
     LUNAR_GOTO(as3(&s3, lse, nb, 1, inner));
-    if (nb * inner > 0) LUNAR_GOTO(be->cross_entropy(l3, s3, z, tt, w, ignore, ls));
+    if (nb * inner > 0) LUNAR_GOTO(LUNAR_KERNEL(be, cross_entropy, l3, s3, z, tt, w, ignore, ls));
     lunar_node *n = lunar_node_begin("cross_entropy", xent_backward, 1, &x);
     if (n) {
         n->i[0] = nb;
@@ -478,7 +478,7 @@ static lunar_status normalize_backward(lunar_node *n, lunar_tensor *g, lunar_ten
     LUNAR_GOTO(as3(&x3, xh, a, c, b));
     LUNAR_GOTO(lunar_tensor_new(&r, xh->ndim, xh->shape, xh->dtype, xh));
     LUNAR_GOTO(as3(&r3, r, a, c, b));
-    LUNAR_GOTO(lunar_tensor_backend(xh)->normalize_backward(r3, g3, x3, rstd));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(xh), normalize_backward, r3, g3, x3, rstd));
     gi[0] = r;
     r = NULL;
 done:
@@ -503,12 +503,12 @@ static lunar_status normalize(const char *op, lunar_tensor **out, lunar_tensor *
     LUNAR_GOTO(as3(&x3, x, a, c, b));
     LUNAR_GOTO(lunar_tensor_new(&mean, 1, &c, x->dtype, x));
     LUNAR_GOTO(lunar_tensor_new(&var, 1, &c, x->dtype, x));
-    LUNAR_GOTO(be->moments(mean, var, x3));
+    LUNAR_GOTO(LUNAR_KERNEL(be, moments, mean, var, x3));
     LUNAR_GOTO(lunar_binary_scalar(&ve, LUNAR_OP_ADD, var, eps, false));
     LUNAR_GOTO(lunar_unary(&rstd, LUNAR_OP_RSQRT, ve, NULL));
     LUNAR_GOTO(lunar_tensor_new(&y, x->ndim, x->shape, x->dtype, x));
     LUNAR_GOTO(as3(&y3, y, a, c, b));
-    LUNAR_GOTO(be->normalize(y3, x3, mean, rstd));
+    LUNAR_GOTO(LUNAR_KERNEL(be, normalize, y3, x3, mean, rstd));
     lunar_node *n = lunar_node_begin(op, normalize_backward, 1, &x);
     if (n) {
         n->i[0] = a;

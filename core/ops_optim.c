@@ -107,7 +107,7 @@ lunar_status lunar_optim_step(lunar_optim_kind kind, lunar_tensor *param, lunar_
     else lunar_tensor_retain(g);
     lunar_optim_hyper saved = *h;
     LUNAR_GOTO(step_scalars(kind, h));
-    st = be->optim_step(kind, param, g, slots, h);
+    st = LUNAR_KERNEL(be, optim_step, kind, param, g, slots, h);
     if (st != LUNAR_OK) {
         *h = saved;
         goto done;

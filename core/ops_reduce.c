@@ -175,7 +175,7 @@ lunar_status lunar_reduce(lunar_tensor **out, lunar_reduce_op op, lunar_tensor *
     st = lunar_tensor_new(&k, x->ndim, kshape, dt, x);
     if (st == LUNAR_OK) {
         if (x->ndim == 0) st = lunar_raw_copy(k, in); /* a 0-d tensor reduces to itself */
-        else st = lunar_tensor_backend(x)->reduce(op, k, in, dims, param);
+        else st = LUNAR_KERNEL(lunar_tensor_backend(x), reduce, op, k, in, dims, param);
     }
     if (st == LUNAR_OK) {
         if (keepdim) {

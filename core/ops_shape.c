@@ -501,9 +501,9 @@ static lunar_status tri_mask(lunar_tensor **mask, const lunar_tensor *x, int64_t
     int64_t rs[2] = {R, 1};
     lunar_status st;
     LUNAR_GOTO(lunar_tensor_new(&rows, 2, rs, LUNAR_I64, x));
-    LUNAR_GOTO(lunar_tensor_backend(x)->arange(rows, 0, 1));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(x), arange, rows, 0, 1));
     LUNAR_GOTO(lunar_tensor_new(&cols, 1, &C, LUNAR_I64, x));
-    LUNAR_GOTO(lunar_tensor_backend(x)->arange(cols, 0, 1));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(x), arange, cols, 0, 1));
     LUNAR_GOTO(lunar_binary(&diff, LUNAR_OP_SUB, cols, rows));
     LUNAR_GOTO(lunar_binary_scalar(mask, upper ? LUNAR_OP_GE : LUNAR_OP_LE, diff, (double)k,
                                    false));
@@ -526,12 +526,12 @@ static lunar_status tri(lunar_tensor **out, lunar_tensor *x, int64_t k, bool upp
     lunar_status st;
     LUNAR_GOTO(tri_mask(&mask, x, k, upper));
     LUNAR_GOTO(lunar_tensor_new(&zero, 0, NULL, x->dtype, x));
-    LUNAR_GOTO(lunar_tensor_backend(x)->fill(zero, 0));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(x), fill, zero, 0));
     vm = lunar_broadcast_view(mask, x->ndim, x->shape);
     vz = lunar_broadcast_view(zero, x->ndim, x->shape);
     if (!vm || !vz) LUNAR_GOTO(oom(op));
     LUNAR_GOTO(lunar_tensor_new(out, x->ndim, x->shape, x->dtype, x));
-    LUNAR_GOTO(lunar_tensor_backend(x)->where(*out, vm, x, vz));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(x), where, *out, vm, x, vz));
     lunar_node *n = lunar_node_begin(op, tri_backward, 1, &x);
     if (n) {
         n->i[0] = k;
@@ -617,7 +617,8 @@ static lunar_status pad_borders(lunar_tensor *out, const int64_t *shape, const p
 
 /* Adds src into dst (same shape), through the backend; releases both aliases. */
 static lunar_status add_release(lunar_tensor *dst, lunar_tensor *src) {
-    lunar_status st = dst && src ? lunar_tensor_backend(dst)->binary(LUNAR_OP_ADD, dst, dst, src)
+    lunar_status st = dst && src ? LUNAR_KERNEL(lunar_tensor_backend(dst), binary, LUNAR_OP_ADD,
+                                                 dst, dst, src)
                                  : oom("pad");
     lunar_tensor_release(dst);
     lunar_tensor_release(src);
@@ -654,7 +655,8 @@ static lunar_status pad_fold(lunar_tensor **cur, const pad_ctx *p, const int64_t
                 ks[d] = 1;
                 lunar_status st = b ? lunar_tensor_new(&sum, g->ndim, ks, g->dtype, g) : oom("pad");
                 if (st == LUNAR_OK)
-                    st = lunar_tensor_backend(g)->reduce(LUNAR_OP_SUM, sum, b, 1u << d, 0);
+                    st = LUNAR_KERNEL(lunar_tensor_backend(g), reduce, LUNAR_OP_SUM, sum, b,
+                                      1u << d, 0);
                 lunar_tensor_release(b);
                 if (st == LUNAR_OK) st = add_release(narrow_alias(g, d, at[s], 1), sum);
                 else lunar_tensor_release(sum);
@@ -734,7 +736,8 @@ lunar_status lunar_pad(lunar_tensor **out, lunar_tensor *x, int n, const int64_t
                                   d + 1, lunar_shape_str(s, sizeof s, x->ndim, x->shape)));
     }
     LUNAR_GOTO(lunar_tensor_new(out, x->ndim, shape, x->dtype, x));
-    if (mode == LUNAR_PAD_CONSTANT) LUNAR_GOTO(lunar_tensor_backend(x)->fill(*out, value));
+    if (mode == LUNAR_PAD_CONSTANT)
+        LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(x), fill, *out, value));
     int64_t xs[LUNAR_MAX_DIMS], os[LUNAR_MAX_DIMS], len[LUNAR_MAX_DIMS];
     pad_window(x->ndim, x->shape, p, xs, os, len);
     LUNAR_GOTO(copy_release("pad", window_alias(*out, os, len), window_alias(x, xs, len)));

@@ -177,6 +177,13 @@ static lunar_tensor *tensor_struct(void) {
 
 lunar_status lunar_tensor_new(lunar_tensor **out, int ndim, const int64_t *shape, lunar_dtype dt,
                               const lunar_tensor *like) {
+    return lunar_tensor_new_on(out, ndim, shape, dt,
+                               like ? like->storage->backend : &lunar_cpu_backend,
+                               like ? like->storage->device : 0);
+}
+
+lunar_status lunar_tensor_new_on(lunar_tensor **out, int ndim, const int64_t *shape,
+                                 lunar_dtype dt, const lunar_backend *be, int device) {
     if (ndim < 0 || ndim > LUNAR_MAX_DIMS)
         return lunar_fail(LUNAR_ERR_SHAPE, "tensors have at most %d dims, got %d",
                           LUNAR_MAX_DIMS, ndim);
@@ -186,8 +193,6 @@ lunar_status lunar_tensor_new(lunar_tensor **out, int ndim, const int64_t *shape
                               (long long)shape[d], d + 1);
     lunar_tensor *t = tensor_struct();
     if (!t) return lunar_fail(LUNAR_ERR_MEMORY, "out of memory");
-    const lunar_backend *be = like ? like->storage->backend : &lunar_cpu_backend;
-    int device = like ? like->storage->device : 0;
     int64_t n = lunar_shape_numel(ndim, shape);
     lunar_status st = lunar_storage_new(&t->storage, be, device,
                                         (size_t)n * lunar_dtype_size(dt));
@@ -280,7 +285,7 @@ lunar_tensor *lunar_broadcast_view(const lunar_tensor *x, int ndim, const int64_
 
 lunar_status lunar_raw_copy(lunar_tensor *dst, const lunar_tensor *src) {
     LUNAR_CHECK(lunar_same_device("copy", dst, src));
-    return dst->storage->backend->copy(dst, src);
+    return LUNAR_KERNEL(dst->storage->backend, copy, dst, src);
 }
 
 lunar_status lunar_raw_contiguous(lunar_tensor **out, const lunar_tensor *x) {
@@ -317,7 +322,7 @@ lunar_status lunar_sum_to(lunar_tensor **out, lunar_tensor *g, int ndim, const i
         int64_t kshape[LUNAR_MAX_DIMS];
         for (int d = 0; d < g->ndim; d++) kshape[d] = (mask >> d) & 1 ? 1 : g->shape[d];
         LUNAR_CHECK(lunar_tensor_new(&r, g->ndim, kshape, g->dtype, g));
-        lunar_status st = g->storage->backend->reduce(LUNAR_OP_SUM, r, g, mask, 0);
+        lunar_status st = LUNAR_KERNEL(g->storage->backend, reduce, LUNAR_OP_SUM, r, g, mask, 0);
         if (st != LUNAR_OK) {
             lunar_tensor_release(r);
             return st;
@@ -354,7 +359,7 @@ lunar_status lunar_empty(lunar_tensor **out, int ndim, const int64_t *shape, lun
 lunar_status lunar_full(lunar_tensor **out, int ndim, const int64_t *shape, lunar_dtype dt,
                         double value) {
     LUNAR_CHECK(lunar_tensor_new(out, ndim, shape, dt, NULL));
-    lunar_status st = (*out)->storage->backend->fill(*out, value);
+    lunar_status st = LUNAR_KERNEL((*out)->storage->backend, fill, *out, value);
     if (st != LUNAR_OK) lunar_tensor_release(*out);
     return st;
 }
@@ -390,7 +395,7 @@ lunar_status lunar_arange(lunar_tensor **out, double start, double stop, double 
     if (n > 1e15) return lunar_fail(LUNAR_ERR_ARG, "arange: %g elements is too many", n);
     int64_t len = (int64_t)n;
     LUNAR_CHECK(lunar_tensor_new(out, 1, &len, dt, NULL));
-    lunar_status st = (*out)->storage->backend->arange(*out, start, step);
+    lunar_status st = LUNAR_KERNEL((*out)->storage->backend, arange, *out, start, step);
     if (st != LUNAR_OK) lunar_tensor_release(*out);
     return st;
 }
@@ -400,7 +405,7 @@ lunar_status lunar_linspace(lunar_tensor **out, double start, double stop, int64
     if (n < 0) return lunar_fail(LUNAR_ERR_ARG, "linspace: negative count %lld", (long long)n);
     LUNAR_CHECK(lunar_tensor_new(out, 1, &n, dt, NULL));
     double step = n > 1 ? (stop - start) / (double)(n - 1) : 0;
-    lunar_status st = (*out)->storage->backend->arange(*out, start, step);
+    lunar_status st = LUNAR_KERNEL((*out)->storage->backend, arange, *out, start, step);
     if (st != LUNAR_OK) lunar_tensor_release(*out);
     return st;
 }
@@ -414,7 +419,7 @@ lunar_status lunar_eye(lunar_tensor **out, int64_t n, int64_t m, lunar_dtype dt)
     /* the diagonal is a strided view with stride m + 1 */
     int64_t k = n < m ? n : m, stride = m + 1;
     lunar_tensor *diag = lunar_tensor_alias(*out, 1, &k, &stride, 0);
-    lunar_status st = diag ? diag->storage->backend->fill(diag, 1)
+    lunar_status st = diag ? LUNAR_KERNEL(diag->storage->backend, fill, diag, 1)
                            : lunar_fail(LUNAR_ERR_MEMORY, "out of memory");
     lunar_tensor_release(diag);
     if (st != LUNAR_OK) lunar_tensor_release(*out);

@@ -1,9 +1,11 @@
 #!/bin/sh
 # Checks for the Debian packages a make target needs; as root, installs the missing ones,
-# otherwise prints the command that would. Usage: deps.sh build|lint|bench
+# otherwise prints the command that would. Usage: deps.sh build|opencl|lint|bench
+# (opencl: the OpenCL backend's packages, checked by make unless OPENCL=0)
 set -e
 case "$1" in
   build) pkgs="gcc make lua5.4 liblua5.4-dev libopenblas-dev lua-busted zlib1g-dev" ;;
+  opencl) pkgs="ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd" ;;
   lint)  pkgs="lua-check cppcheck clang-format" ;;
   bench) pkgs="python3-torch python3-numpy" ;;
   *) echo "deps.sh: unknown target '$1'" >&2; exit 2 ;;

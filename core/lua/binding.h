@@ -74,4 +74,11 @@ void lunar_lua_open_data(lua_State *L);
 void lunar_lua_open_optim(lua_State *L);
 void lunar_lua_open_nn(lua_State *L);
 
+/* ---- devices (device.c) ---- */
+void lunar_lua_open_device(lua_State *L);
+/* The device name at idx: a string, or a handle from lunar.device(). */
+const char *lunar_lua_device_name(lua_State *L, int idx);
+/* Whether s names a device ("cpu", "opencl", "opencl:N") rather than a dtype. */
+bool lunar_lua_is_device_name(const char *s);
+
 #endif

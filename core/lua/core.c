@@ -51,7 +51,7 @@ lunar_tensor *lunar_lua_check_operand(lua_State *L, int idx, const lunar_tensor 
     else dt = lua_isinteger(L, idx) ? LUNAR_I64 : default_dtype;
     if (like && !lunar_dtype_is_float(dt) && !lua_isinteger(L, idx)) dt = default_dtype;
     LUNAR_LUA_TRY(L, lunar_tensor_new(&t, 0, NULL, dt, like));
-    if (lunar_tensor_backend(t)->fill(t, lua_tonumber(L, idx)) != LUNAR_OK) {
+    if (LUNAR_KERNEL(lunar_tensor_backend(t), fill, t, lua_tonumber(L, idx)) != LUNAR_OK) {
         lunar_tensor_release(t);
         lunar_lua_raise(L);
     }
@@ -255,6 +255,7 @@ int luaopen_lunar_core(lua_State *L) {
     lunar_lua_open_data(L);
     lunar_lua_open_optim(L);
     lunar_lua_open_nn(L);
+    lunar_lua_open_device(L);
 
     lua_pushvalue(L, 2);
     lua_setfield(L, 1, "Tensor"); /* the methods table: Lua code adds methods here */

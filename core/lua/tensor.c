@@ -24,7 +24,10 @@ static void push_element(lua_State *L, lunar_dtype dt, const char *p) {
 /* A host copy of t (contiguous, on the CPU) that the caller releases. */
 static lunar_tensor *host_contiguous(lua_State *L, lunar_tensor *t) {
     lunar_tensor *c;
-    LUNAR_LUA_TRY(L, lunar_raw_contiguous(&c, t));
+    if (lunar_tensor_backend(t) != &lunar_cpu_backend) /* a device tensor: copy it over */
+        LUNAR_LUA_TRY(L, lunar_raw_to(&c, t, &lunar_cpu_backend, 0));
+    else
+        LUNAR_LUA_TRY(L, lunar_raw_contiguous(&c, t));
     return c;
 }
 
@@ -416,15 +419,14 @@ static int t_long(lua_State *L) { return cast_to(L, LUNAR_I64); }
 static int t_byte(lua_State *L) { return cast_to(L, LUNAR_U8); }
 static int t_bool(lua_State *L) { return cast_to(L, LUNAR_BOOL); }
 
-/* t:to(dtype) for now; devices join when the OpenCL backend lands */
+/* t:to(dtype) or t:to(device): a name ("cpu", "opencl:2") or a lunar.device() handle */
 static int t_to(lua_State *L) {
-    lunar_lua_check(L, 1);
-    const char *what = luaL_checkstring(L, 2);
-    if (strcmp(what, "cpu") == 0) {
-        lua_settop(L, 1);
-        return 1;
-    }
-    return cast_to(L, lunar_lua_dtype_from_name(L, what));
+    lunar_tensor *t = lunar_lua_check(L, 1), *r;
+    const char *what = lunar_lua_device_name(L, 2);
+    if (!lunar_lua_is_device_name(what)) return cast_to(L, lunar_lua_dtype_from_name(L, what));
+    LUNAR_LUA_TRY(L, lunar_to_device(&r, t, what));
+    lunar_lua_push(L, r);
+    return 1;
 }
 
 /* ---- views and copies ---- */

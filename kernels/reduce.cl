@@ -1,0 +1,92 @@
+/*
+ * reduce.cl - reductions over a set of dims: one work-item per output element walks the
+ * reduced elements (kept dims: shape/strides ks, xk, ok; reduced dims: rs, xr). Sums and
+ * products of integers stay exact in long; everything else accumulates in acc_t.
+ * Op codes follow lunar_reduce_op in core/lunar.h.
+ */
+#define R_SUM 0
+#define R_MEAN 1
+#define R_PROD 2
+#define R_MAX 3
+#define R_MIN 4
+#define R_ALL 5
+#define R_ANY 6
+#define R_LOGSUMEXP 7
+#define R_NORM 8
+#define R_VAR 9
+
+/* x [kept..., reduced...] (as strides) -> o [kept...] of dtype odt */
+#define DEF_REDUCE(N, T)                                                                      \
+    __kernel void reduce_##N(__global uchar *o, int odt, long oo, long8 ok,                   \
+                             __global const T *x, long xo, long8 xk, long8 xr, long n_out,    \
+                             int nk, long8 ks, long count, int nr, long8 rs, int op,          \
+                             acc_t param, int exact) {                                        \
+        long g = get_global_id(0);                                                            \
+        if (g >= n_out) return;                                                               \
+        long8 kc = lunar_coords(g, nk, ks);                                                   \
+        long base = xo + lunar_dot(kc, xk);                                                   \
+        acc_t s = 0, ref = 0;                                                                 \
+        long is = op == R_PROD ? 1 : 0;                                                       \
+        int nan = 0;                                                                          \
+        if (op == R_PROD || op == R_ALL) s = 1;                                               \
+        if (op == R_MAX || op == R_LOGSUMEXP) s = -INFINITY;                                  \
+        if (op == R_MIN) s = INFINITY;                                                        \
+        if (op == R_NORM && isinf(param)) s = 0;                                              \
+        for (long j = 0; j < count; j++) {                                                    \
+            T e = x[base + lunar_dot(lunar_coords(j, nr, rs), xr)];                           \
+            acc_t v = (acc_t)e;                                                               \
+            switch (op) {                                                                     \
+            case R_SUM:                                                                       \
+            case R_MEAN:                                                                      \
+            case R_VAR: s += v; is += (long)e; break;                                         \
+            case R_PROD: s *= v; is *= (long)e; break;                                        \
+            case R_MAX:                                                                       \
+            case R_LOGSUMEXP:                                                                 \
+                if (v != v) nan = 1;                                                          \
+                else if (v > s) s = v;                                                        \
+                break;                                                                        \
+            case R_MIN:                                                                       \
+                if (v != v) nan = 1;                                                          \
+                else if (v < s) s = v;                                                        \
+                break;                                                                        \
+            case R_ALL: s = s != 0 && v != 0; break;                                          \
+            case R_ANY: s = s != 0 || v != 0; break;                                          \
+            case R_NORM: {                                                                    \
+                acc_t m = fabs(v);                                                            \
+                if (isinf(param)) {                                                           \
+                    if (m != m) nan = 1;                                                      \
+                    else if (m > s) s = m;                                                    \
+                } else if (param == 0) s += v != 0;                                           \
+                else if (param == 1) s += m;                                                  \
+                else if (param == 2) s += m * m;                                              \
+                else s += pow(m, param);                                                      \
+                break;                                                                        \
+            }                                                                                 \
+            default: break;                                                                   \
+            }                                                                                 \
+        }                                                                                     \
+        /* the second pass of the two-pass ops, around the max or the mean */                \
+        if (op == R_LOGSUMEXP && !nan && !isinf(s)) {                                         \
+            ref = s;                                                                          \
+            s = 0;                                                                            \
+            for (long j = 0; j < count; j++)                                                  \
+                s += exp((acc_t)x[base + lunar_dot(lunar_coords(j, nr, rs), xr)] - ref);      \
+            s = ref + log(s);                                                                 \
+        } else if (op == R_VAR) {                                                             \
+            ref = count ? s / (acc_t)count : NAN;                                             \
+            s = 0;                                                                            \
+            for (long j = 0; j < count; j++) {                                                \
+                acc_t d = (acc_t)x[base + lunar_dot(lunar_coords(j, nr, rs), xr)] - ref;      \
+                s += d * d;                                                                   \
+            }                                                                                 \
+            acc_t dof = (acc_t)count - param;                                                 \
+            s = s / (dof > 0 ? dof : (acc_t)0);                                               \
+        }                                                                                     \
+        if (op == R_MEAN) s = count ? s / (acc_t)count : NAN;                                 \
+        if (nan && (op == R_MAX || op == R_MIN || op == R_LOGSUMEXP)) s = NAN;                \
+        if (op == R_NORM && !isinf(param) && param != 0 && param != 1)                        \
+            s = param == 2 ? sqrt(s) : pow(s, (acc_t)1 / param);                              \
+        if (op == R_NORM && isinf(param) && nan) s = NAN;                                     \
+        lunar_store(o, odt, oo + lunar_dot(kc, ok), s, is, exact);                            \
+    }
+LUNAR_ALL_TYPES(DEF_REDUCE)
