@@ -4,6 +4,8 @@
 --   mlp    MLP 784-256-128-10 training: the loss check, samples/s, then peak RSS
 --   lenet  LeNet-5 training: the loss check, samples/s
 --   infer  MLP forward at batch 1 under no_grad: median us
+--   profile  MLP training timed by phase (zero_grad, forward, loss, backward, step): us per
+--            step of each, and of the collector (not part of `make bench`)
 -- FILE is what `train_torch.py prep` wrote: PyTorch's initial weights, the data, the labels
 -- (0-based) and PyTorch's losses of the first CHECK_STEPS steps, which the first steps here
 -- must reproduce (they also serve as warm-up).
@@ -99,7 +101,7 @@ local function bench_train(kind)
         worst = math.max(worst, math.abs(got - want) / math.abs(want))
     end
     report(kind .. "_check_rel", worst, "rel")
-    if not (worst <= CHECK_RTOL) then
+    if worst ~= worst or worst > CHECK_RTOL then
         error(("%s: the first %d losses differ from PyTorch's by %g relative (> %g)")
             :format(kind, CHECK_STEPS, worst, CHECK_RTOL))
     end
@@ -133,6 +135,57 @@ local function bench_infer()
     report("mlp_infer_us", median(ts) * 1e6, "us")
 end
 
+-- Where one MLP step's time goes. Each phase is timed around its call; the collector runs
+-- inside whichever phase allocates when its debt is due, so its share is measured apart:
+-- a second run with the collector stopped (and a full collection after every step, timed
+-- as "gc").
+local function profile()
+    local model = model_from("mlp")
+    local xs, ys = batches("mlp")
+    local opt = lunar.optim.SGD(model:parameters(), {lr = LR, momentum = MOMENTUM})
+    local names = {"zero_grad", "forward", "loss", "backward", "step", "gc"}
+    for _, stop_gc in ipairs({false, true}) do
+        train_steps(model, opt, xs, ys, WARMUP)
+        local acc = {}
+        for _, n in ipairs(names) do acc[n] = 0 end
+        if stop_gc then collectgarbage("stop") end
+        local t_all = clock()
+        for i = 0, STEPS - 1 do
+            local k = i % NBATCHES + 1
+            local t0 = clock()
+            opt:zero_grad()
+            local t1 = clock()
+            local logits = model(xs[k])
+            local t2 = clock()
+            local loss = lunar.cross_entropy(logits, ys[k])
+            local t3 = clock()
+            loss:backward()
+            local t4 = clock()
+            opt:step()
+            local t5 = clock()
+            acc.zero_grad = acc.zero_grad + t1 - t0
+            acc.forward = acc.forward + t2 - t1
+            acc.loss = acc.loss + t3 - t2
+            acc.backward = acc.backward + t4 - t3
+            acc.step = acc.step + t5 - t4
+            if stop_gc then
+                logits, loss = nil, nil -- luacheck: ignore
+                collectgarbage("collect")
+                acc.gc = acc.gc + clock() - t5
+            end
+        end
+        local total = clock() - t_all
+        collectgarbage("restart")
+        local tag = stop_gc and "_gcsep" or ""
+        for _, n in ipairs(names) do
+            if n ~= "gc" or stop_gc then
+                report("profile" .. tag .. "_" .. n .. "_us", acc[n] / STEPS * 1e6, "us/step")
+            end
+        end
+        report("profile" .. tag .. "_total_us", total / STEPS * 1e6, "us/step")
+    end
+end
+
 local function peak_rss_mb()
     local f = assert(io.open("/proc/self/status"))
     local s = f:read("a")
@@ -142,6 +195,8 @@ end
 
 if mode == "infer" then
     bench_infer()
+elseif mode == "profile" then
+    profile()
 elseif builders[mode] then
     bench_train(mode)
 else

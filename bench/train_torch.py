@@ -7,6 +7,7 @@ bench/train.lua does the same work in lunar. Usage:
     train_torch.py mlp FILE      MLP 784-256-128-10 training: samples/s, then peak RSS
     train_torch.py lenet FILE    LeNet-5 training: samples/s
     train_torch.py infer FILE    MLP forward at batch 1 under no_grad: median us
+    train_torch.py profile FILE  MLP training timed by phase, us per step (not in make bench)
 
 Each run prints "name<TAB>value<TAB>unit" lines like bench/ops_torch.py. Threads come from
 OMP_NUM_THREADS (bench/run.sh sets it) and are passed to torch.set_num_threads too."""
@@ -141,6 +142,37 @@ def bench_infer(data):
     report("mlp_infer_us", statistics.median(ts) * 1e6, "us")
 
 
+def profile(data):
+    """bench/train.lua's profile mode: the time of each phase of an MLP step."""
+    model = model_from("mlp", data)
+    xs = [data["x"][k].reshape(SHAPES["mlp"]) for k in range(NBATCHES)]
+    ys = data["y"]
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    train_steps(model, opt, xs, ys, WARMUP)
+    names = ["zero_grad", "forward", "loss", "backward", "step"]
+    acc = dict.fromkeys(names, 0.0)
+    t_all = clock()
+    for i in range(STEPS):
+        k = i % NBATCHES
+        t0 = clock()
+        opt.zero_grad()
+        t1 = clock()
+        logits = model(xs[k])
+        t2 = clock()
+        loss = nn.functional.cross_entropy(logits, ys[k])
+        t3 = clock()
+        loss.backward()
+        t4 = clock()
+        opt.step()
+        t5 = clock()
+        for n, a, b in zip(names, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
+            acc[n] += b - a
+    total = clock() - t_all
+    for n in names:
+        report(f"profile_{n}_us", acc[n] / STEPS * 1e6, "us/step")
+    report("profile_total_us", total / STEPS * 1e6, "us/step")
+
+
 def peak_rss_mb():
     with open("/proc/self/status") as f:
         for line in f:
@@ -160,6 +192,8 @@ def main():
     data = load(path)
     if mode == "infer":
         bench_infer(data)
+    elif mode == "profile":
+        profile(data)
     else:
         bench_train(mode, data)
     if mode == "mlp":
