@@ -57,7 +57,7 @@ done
 # Training (issue #3): each figure in a process of its own, so that the MLP process's peak
 # RSS is that of MLP training alone. lunar's runs first check that its first losses match
 # PyTorch's from the same weights and data.
-if [ "$TRAIN" != 0 ]; then
+if [ "$TRAIN" != 0 ] && [ "$THREADS" != none ]; then
   "$PYTHON" bench/train_torch.py prep "$OUT/train_init.safetensors"
   for t in $THREADS; do
     [ "$t" = none ] && continue
