@@ -3,8 +3,12 @@
 # at 1 thread and at all cores, then `require "lunar"` against `import torch` as whole
 # processes. Prints one table row per figure: lunar, the reference, their ratio, the goal
 # (issue #2) and whether it is met. Raw outputs are kept in bench/out/.
+# Then the training figures of issue #3 (bench/train.lua against bench/train_torch.py, the
+# same start written by `train_torch.py prep`) at the same thread counts.
 # Knobs: LUA (lua5.4), PYTHON (/usr/bin/python3), BENCH_THREADS ("1 <nproc>"),
-# BENCH_STARTUP_RUNS (7). BENCH_THREADS=none skips the op figures (startup only).
+# BENCH_STARTUP_RUNS (7), BENCH_TRAIN (1; 0 skips the training figures), BENCH_OPS (1; 0
+# skips the op and startup figures, leaving the training ones).
+# BENCH_THREADS=none skips the op and training figures (startup only).
 set -e
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
@@ -28,6 +32,8 @@ ncpu=$(nproc)
 load_start=$(cut -d ' ' -f 1-3 /proc/loadavg)
 THREADS=${BENCH_THREADS:-"1 $ncpu"}
 RUNS=${BENCH_STARTUP_RUNS:-7}
+TRAIN=${BENCH_TRAIN:-1}
+OPS=${BENCH_OPS:-1}
 
 # one "side threads name value" line per figure, in $OUT/results.tsv
 : > "$OUT/results.tsv"
@@ -36,7 +42,7 @@ collect() { # side threads < "name value unit" lines
 }
 # each side writes its file first, so that a failing run stops the bench (set -e)
 for t in $THREADS; do
-  [ "$t" = none ] && continue
+  [ "$t" = none ] || [ "$OPS" = 0 ] && continue
   export OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t
   echo "bench: $t thread(s): lunar ..." >&2
   "$LUA" bench/ops.lua > "$OUT/lunar_$t.txt"
@@ -48,17 +54,40 @@ for t in $THREADS; do
   collect torch "$t" < "$OUT/torch_$t.txt"
   collect blas "$t" < "$OUT/sgemm_$t.txt"
 done
+# Training (issue #3): each figure in a process of its own, so that the MLP process's peak
+# RSS is that of MLP training alone. lunar's runs first check that its first losses match
+# PyTorch's from the same weights and data.
+if [ "$TRAIN" != 0 ] && [ "$THREADS" != none ]; then
+  "$PYTHON" bench/train_torch.py prep "$OUT/train_init.safetensors"
+  for t in $THREADS; do
+    [ "$t" = none ] && continue
+    export OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t
+    for m in mlp lenet infer; do
+      echo "bench: $t thread(s): training, $m: lunar ..." >&2
+      "$LUA" bench/train.lua $m "$OUT/train_init.safetensors" > "$OUT/train_lunar_${m}_$t.txt"
+      echo "bench: $t thread(s): training, $m: torch ..." >&2
+      "$PYTHON" bench/train_torch.py $m "$OUT/train_init.safetensors" \
+        > "$OUT/train_torch_${m}_$t.txt"
+      # the op runs report "threads" already
+      grep -v '^threads' "$OUT/train_lunar_${m}_$t.txt" | collect lunar "$t"
+      grep -v '^threads' "$OUT/train_torch_${m}_$t.txt" | collect torch "$t"
+    done
+  done
+  unset OMP_NUM_THREADS OPENBLAS_NUM_THREADS
+fi
 unset OMP_NUM_THREADS OPENBLAS_NUM_THREADS
 
 # Whole-process startup, all cores: `require "lunar"` against `import torch`, and the bare
 # interpreters for scale (process creation alone is several ms on a loaded machine).
-echo "bench: startup ($RUNS runs each) ..." >&2
-"$PYTHON" bench/startup.py startup "$RUNS" "$LUA" -e 'require "lunar"' > "$OUT/startup_lunar.txt"
-"$PYTHON" bench/startup.py startup "$RUNS" "$PYTHON" -c 'import torch' > "$OUT/startup_torch.txt"
-"$PYTHON" bench/startup.py bare "$RUNS" "$LUA" -e '' >> "$OUT/startup_lunar.txt"
-"$PYTHON" bench/startup.py bare "$RUNS" "$PYTHON" -c '' >> "$OUT/startup_torch.txt"
-collect lunar "$ncpu" < "$OUT/startup_lunar.txt"
-collect torch "$ncpu" < "$OUT/startup_torch.txt"
+if [ "$OPS" != 0 ]; then
+  echo "bench: startup ($RUNS runs each) ..." >&2
+  "$PYTHON" bench/startup.py startup "$RUNS" "$LUA" -e 'require "lunar"' > "$OUT/startup_lunar.txt"
+  "$PYTHON" bench/startup.py startup "$RUNS" "$PYTHON" -c 'import torch' > "$OUT/startup_torch.txt"
+  "$PYTHON" bench/startup.py bare "$RUNS" "$LUA" -e '' >> "$OUT/startup_lunar.txt"
+  "$PYTHON" bench/startup.py bare "$RUNS" "$PYTHON" -c '' >> "$OUT/startup_torch.txt"
+  collect lunar "$ncpu" < "$OUT/startup_lunar.txt"
+  collect torch "$ncpu" < "$OUT/startup_torch.txt"
+fi
 
 # The table: figure, threads, lunar, reference, lunar/reference, goal, met.
 echo
@@ -74,7 +103,23 @@ awk -F '\t' '
       gs = goalop " " goal "x"
       met = ((goalop == "<=" && ratio <= goal) || (goalop == ">=" && ratio >= goal)) ? "yes" : "no"
     }
-    printf "| %-34s | %2s | %10.4g | %10.4g | %-7s | %6.3f | %-8s | %-3s |\n", label, th, a, b, unit, ratio, gs, met
+    printf "| %-34s | %2s | %10.5g | %10.5g | %-7s | %6.3f | %-8s | %-3s |\n", label, th, a, b, unit, ratio, gs, met
+  }
+  # the thread count with the best value of key for side (dir 1: highest, -1: lowest)
+  function best(side, key, dir,    i, t, b, bt) {
+    bt = ""
+    for (i = 1; i <= nt; i++) {
+      t = ths[i]
+      if (!((side "," t "," key) in v)) continue
+      if (bt == "" || dir * v[side "," t "," key] > dir * b) { b = v[side "," t "," key]; bt = t }
+    }
+    return bt
+  }
+  function bestrow(label, key, dir, unit, goalop, goal,    bl, bt) {
+    bl = best("lunar", key, dir); bt = best("torch", key, dir)
+    if (bl == "" || bt == "") return
+    row(label, "b", v["lunar," bl "," key], v["torch," bt "," key], unit, goalop, goal)
+    bests = bests " " key " " bl "/" bt ";"; nbest++
   }
   END {
     printf "| %-34s | %2s | %10s | %10s | %-7s | %6s | %-8s | %-3s |\n", "figure", "th", "lunar", "reference", "unit", "ratio", "goal", "met"
@@ -97,7 +142,33 @@ awk -F '\t' '
     row("  peak RSS of that process", t, v[L "startup_rss_mb"], v[T "startup_rss_mb"], "MB", "", "")
     row("  bare lua5.4 vs bare python3", t, v[L "bare_ms"], v[T "bare_ms"], "ms", "", "")
     row("  peak RSS of that process", t, v[L "bare_rss_mb"], v[T "bare_rss_mb"], "MB", "", "")
+    # training (issue #3): each thread count side by side, then the goal on the
+    # best thread count of each side ("b"; which ones: below the table)
+    for (i = 1; i <= nt; i++) {
+      t = ths[i]
+      L = "lunar," t ","; T = "torch," t ","
+      if (!((L "mlp_train_sps") in v)) continue
+      row("MLP train, batch 64 vs torch", t, v[L "mlp_train_sps"], v[T "mlp_train_sps"], "smp/s", "", "")
+      row("LeNet-5 train, batch 64 vs torch", t, v[L "lenet_train_sps"], v[T "lenet_train_sps"], "smp/s", "", "")
+      row("MLP forward, batch 1 vs torch", t, v[L "mlp_infer_us"], v[T "mlp_infer_us"], "us", "", "")
+      row("MLP train peak RSS vs torch", t, v[L "mlp_train_rss_mb"], v[T "mlp_train_rss_mb"], "MB", "", "")
+    }
+    if (best("lunar", "mlp_train_sps", 1) != "") {
+      bestrow("MLP train, best vs torch best", "mlp_train_sps", 1, "smp/s", ">=", 2.0)
+      bestrow("LeNet-5 train, best vs torch best", "lenet_train_sps", 1, "smp/s", ">=", 1.5)
+      bestrow("MLP forward b1, best vs torch best", "mlp_infer_us", -1, "us", "<=", 0.1)
+      bestrow("MLP train RSS, best vs torch best", "mlp_train_rss_mb", -1, "MB", "<=", 0.15)
+    }
     print ""
+    if (nbest > 0) printf "best thread counts (lunar/torch):%s\n", bests
+    for (i = 1; i <= nt; i++) {
+      t = ths[i]
+      for (j = 1; j <= 2; j++) {
+        k = (j == 1) ? "mlp" : "lenet"
+        if (!(("lunar," t "," k "_check_rel") in v)) continue
+        printf "check, %s thread(s): %s, first 5 losses from the same weights and data: lunar vs torch max rel diff %s (<= 1e-4)\n", t, k, v["lunar," t "," k "_check_rel"]
+      }
+    }
     for (i = 1; i <= nt; i++) {
       t = ths[i]
       if (!(("lunar," t ",threads") in v)) continue
