@@ -46,7 +46,7 @@ local loader = lunar.data.DataLoader(lunar.data.TensorDataset(Xfit, yfit),
   {batch_size = 32, shuffle = true, seed = 1, collate = shifted_batch})
 
 local opt = lunar.optim.Adam(model:parameters(), {lr = 2e-3})
-local epochs = tonumber(os.getenv("DEMO_EPOCHS")) or 8
+local epochs = tonumber(os.getenv("DEMO_EPOCHS")) or 12
 local sched = lunar.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
 local history = train.fit(model, loader, {
   loss = "cross_entropy", optimizer = opt, epochs = epochs,

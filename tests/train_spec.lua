@@ -196,7 +196,7 @@ describe("lunar.train callbacks", function()
     assert.equals(4, #h.loss)
     -- without min_delta 0.79 improves and resets the wait: stop at 6, best epoch 4
     es = train.EarlyStopping({patience = 2})
-    _, h = run(seq, es)
+    run(seq, es)
     assert.equals(6, es.stopped_epoch)
     assert.equals(4, es.best_epoch)
     -- patience 0 stops at the first epoch without an improvement
