@@ -61,6 +61,19 @@ describe("lunar.train.fit", function()
     assert.near(acc, ev.accuracy, 1e-6)
   end)
 
+  it("takes {X, y}, a Dataset or a DataLoader alike", function()
+    local X, y = blobs(20)
+    local function run(d)
+      lunar.manual_seed(4)
+      local model = mlp()
+      return train.fit(model, d, {loss = "cross_entropy", optimizer = sgd(model), epochs = 2,
+        batch_size = 6, shuffle = false, verbose = 0}).loss
+    end
+    local a = run({X, y})
+    assert.same(a, run(lunar.data.TensorDataset(X, y)))
+    assert.same(a, run(lunar.data.DataLoader(lunar.data.TensorDataset(X, y), {batch_size = 6})))
+  end)
+
   it("learns a separable problem", function()
     lunar.manual_seed(2)
     local X, y = blobs(200, 3)
