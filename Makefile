@@ -12,7 +12,8 @@
 PREFIX ?= /usr/local
 INST_LIBDIR ?= $(PREFIX)/lib/lua/5.4
 INST_LUADIR ?= $(PREFIX)/share/lua/5.4
-INST_DATADIR ?= $(INST_LUADIR)/../../lunar/data
+# the data sets travel inside the Lua tree, where luarocks also copies them
+INST_DATADIR ?= $(INST_LUADIR)/lunar/data/files
 LUA ?= lua5.4
 LUA_INCDIR ?= /usr/include/lua5.4
 OPENCL ?= 1

@@ -74,7 +74,7 @@ static void NN(xent)(T *loss, T *lse_out, const T *z, const int64_t *t, const T 
                 s += exp(v - m);
             }
         }
-        double lse = m + log(s);
+        double lse = s > 0 ? m + log(s) : -INFINITY; /* no classes: log of an empty sum */
         lse_out[l] = (T)lse;
         int64_t tc = t[l];
         if (tc == ignore) {

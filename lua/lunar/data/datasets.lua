@@ -32,9 +32,9 @@ function M.data_dir()
   local src = debug.getinfo(1, "S").source
   if src:sub(1, 1) == "@" then
     local dir = src:sub(2):match("^(.*)[/\\][^/\\]*$") or "."
-    -- a checkout (lua/lunar/data -> data/), or an install, where `make install` puts the
-    -- files in <share>/lunar/data beside <share>/lua/5.4/lunar/data
-    local found = try(dir .. "/../../../data") or try(dir .. "/../../../../lunar/data")
+    -- a checkout (lua/lunar/data -> data/), or an install (make install or luarocks),
+    -- which puts the files in lunar/data/files beside this module
+    local found = try(dir .. "/../../../data") or try(dir .. "/files")
     if found then return found end
   end
   for _, d in ipairs({"/usr/local/share/lunar/data", "/usr/share/lunar/data"}) do
