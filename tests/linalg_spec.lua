@@ -142,3 +142,32 @@ describe("linalg bad input", function()
     end, "linear", "bias float64")
   end)
 end)
+
+describe("matmul with one row (the gemv path)", function()
+  it("matches an element-wise reference for every operand layout", function()
+    lunar.manual_seed(5)
+    for _, dtype in ipairs({"float32", "float64"}) do
+      local opts = {dtype = dtype}
+      local a = lunar.randn(1, 7, opts)
+      local b = lunar.randn(7, 5, opts)
+      local ref = (a:t() * b):sum(1, true) -- [1, 5]
+      local a_strided = lunar.randn(7, 3, opts)[{ {}, {2} }]:t() -- a [1, 7] view with stride 3
+      local ref2 = (a_strided:t() * b):sum(1, true)
+      local bt = b:t():contiguous():t() -- the same values stored as [5, 7]
+      H.close(a:matmul(b), ref, 1e-5, 1e-5)
+      H.close(a:matmul(bt), ref, 1e-5, 1e-5)
+      H.close(a_strided:matmul(b), ref2, 1e-5, 1e-5)
+      H.close(a_strided:matmul(bt), ref2, 1e-5, 1e-5)
+      H.close(lunar.tensor(a:totable()[1], opts):matmul(b), ref:view(5), 1e-5, 1e-5) -- 1-d
+      local ba, bb = lunar.randn(3, 1, 7, opts), lunar.randn(3, 7, 5, opts)
+      H.close(ba:bmm(bb), (ba:transpose(2, 3) * bb):sum(2, true), 1e-5, 1e-5)
+      local lin = lunar.linear(a, bt:t():contiguous(), lunar.ones(5, opts)) -- weight [5, 7]
+      H.close(lin, ref + 1, 1e-5, 1e-5)
+    end
+  end)
+
+  it("keeps gradients right", function()
+    gradcheck(function(x, w) return x:matmul(w) end, {leaf(1, 4), leaf(4, 3)})
+    gradcheck(function(x, w) return lunar.linear(x, w) end, {leaf(1, 4), leaf(3, 4)})
+  end)
+end)

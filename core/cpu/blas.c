@@ -46,6 +46,22 @@ lunar_status cpu_gemm(lunar_tensor *c, const lunar_tensor *a, const lunar_tensor
                 }
             continue;
         }
+        if (M == 1) { /* a row times a matrix: gemv packs nothing (batch-1 inference) */
+            int64_t inca = ta == CblasNoTrans ? 1 : lda;
+            /* B as stored: [K, N] rows (no-trans, so y = B^T a) or [N, K] rows (y = B a) */
+            CBLAS_TRANSPOSE tv = tb == CblasNoTrans ? CblasTrans : CblasNoTrans;
+            int rows = tb == CblasNoTrans ? (int)K : (int)N, cols = tb == CblasNoTrans ? (int)N : (int)K;
+            if (c->dtype == LUNAR_F32)
+                cblas_sgemv(CblasRowMajor, tv, rows, cols, (float)alpha, (const float *)pb, (int)ldb,
+                            (const float *)pa, (int)inca, (float)beta, (float *)pc, 1);
+            else if (c->dtype == LUNAR_F64)
+                cblas_dgemv(CblasRowMajor, tv, rows, cols, alpha, (const double *)pb, (int)ldb,
+                            (const double *)pa, (int)inca, beta, (double *)pc, 1);
+            else
+                return lunar_fail(LUNAR_ERR_DTYPE, "gemm: %s is not a float type",
+                                  lunar_dtype_name(c->dtype));
+            continue;
+        }
         if (c->dtype == LUNAR_F32)
             cblas_sgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)K, (float)alpha,
                         (const float *)pa, (int)lda, (const float *)pb, (int)ldb, (float)beta,
