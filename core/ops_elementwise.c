@@ -18,9 +18,6 @@ static const char *binary_names[LUNAR_BINARY_COUNT] = {
     "eq",  "ne",  "lt",  "le",  "gt",  "ge",    "logical_and", "logical_or", "logical_xor"};
 _Static_assert(LUNAR_BINARY_COUNT == 19, "name every binary op");
 
-const char *lunar_unary_name(lunar_unary_op op) { return unary_names[op]; }
-const char *lunar_binary_name(lunar_binary_op op) { return binary_names[op]; }
-
 static bool unary_needs_float(lunar_unary_op op) {
     switch (op) {
     case LUNAR_OP_NEG: case LUNAR_OP_ABS: case LUNAR_OP_SIGN: case LUNAR_OP_SQUARE:

@@ -113,8 +113,10 @@ typedef union pooled {
     lunar_tensor t;
     lunar_storage s;
 } pooled;
+#ifndef LUNAR_SANITIZE
 static pooled *pool;
 static int pool_len;
+#endif
 
 static void *pool_get(void) {
 #ifndef LUNAR_SANITIZE

@@ -51,10 +51,13 @@ lunar_tensor *lunar_lua_check_operand(lua_State *L, int idx, const lunar_tensor 
         return t;
     }
     if (!lua_isnumber(L, idx)) luaL_typeerror(L, idx, "tensor or number");
-    lunar_dtype dt;
-    if (like) dt = like->dtype;
-    else dt = lua_isinteger(L, idx) ? LUNAR_I64 : default_dtype;
-    if (like && !lunar_dtype_is_float(dt) && !lua_isinteger(L, idx)) dt = default_dtype;
+    /* a number takes like's dtype, unless that would lose it: a float beside an integer
+     * tensor stays a float, and a number beside a bool tensor is not a bool (bool:add_(2)
+     * must refuse, as in PyTorch) */
+    lunar_dtype dt = lua_isinteger(L, idx) ? LUNAR_I64 : default_dtype;
+    if (like && like->dtype != LUNAR_BOOL &&
+        (lunar_dtype_is_float(like->dtype) || lua_isinteger(L, idx)))
+        dt = like->dtype;
     LUNAR_LUA_TRY(L, lunar_tensor_new(&t, 0, NULL, dt, like));
     if (LUNAR_KERNEL(lunar_tensor_backend(t), fill, t, lua_tonumber(L, idx)) != LUNAR_OK) {
         lunar_tensor_release(t);

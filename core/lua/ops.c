@@ -37,9 +37,7 @@ static int binary(lua_State *L, lunar_binary_op op) {
 
 static int binary_(lua_State *L, lunar_binary_op op) {
     lunar_tensor *t = lunar_lua_check(L, 1);
-    /* a number beside a bool tensor is not a bool: bool:add_(2) must refuse, as in PyTorch */
-    bool own = t->dtype == LUNAR_BOOL && lua_type(L, 2) == LUA_TNUMBER;
-    lunar_tensor *b = lunar_lua_check_operand(L, 2, own ? NULL : t);
+    lunar_tensor *b = lunar_lua_check_operand(L, 2, t);
     lunar_status st = lunar_binary_(t, op, b);
     lunar_tensor_release(b);
     if (st != LUNAR_OK) return lunar_lua_raise(L);
