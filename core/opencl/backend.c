@@ -10,207 +10,96 @@
 #include <math.h>
 #include <string.h>
 
-
-/* kernel names are literals (ocl_kernel keeps the pointer): one table per family */
-#define NAMES(op)                                                                             \
-    {#op "_bool", #op "_u8", #op "_i32", #op "_i64", #op "_f32", #op "_f64"}
-static const char *copy_k[] = NAMES(copy), *fill_k[] = NAMES(fill), *arange_k[] = NAMES(arange),
-                  *unary_k[] = NAMES(unary), *binary_k[] = NAMES(binary),
-                  *compare_k[] = NAMES(compare), *where_k[] = NAMES(where),
-                  *reduce_k[] = NAMES(reduce);
-
-/* ---- geometry: shape + one stride vector per operand, merged where possible ---- */
-
-#define MAX_OPS 4
-typedef struct {
-    int nd, nt;
-    cl_long8 shape;
-    cl_long8 strides[MAX_OPS];
-    int64_t n;
-} geom;
-
-/* The operands share ts[0]'s shape. Size-1 dims go; a dim folds into the next inner one
- * when every operand steps over it as over one long row, so contiguous ops get nd = 1. */
-static void geom_init(geom *g, int nt, const lunar_tensor *const *ts) {
-    const lunar_tensor *t0 = ts[0];
-    memset(g, 0, sizeof *g);
-    g->nt = nt;
-    g->n = lunar_tensor_numel(t0);
-    int64_t sh[LUNAR_MAX_DIMS], st[MAX_OPS][LUNAR_MAX_DIMS];
-    int nd = 0;
-    for (int d = 0; d < t0->ndim; d++) {
-        if (t0->shape[d] == 1) continue;
-        sh[nd] = t0->shape[d];
-        for (int k = 0; k < nt; k++) st[k][nd] = ts[k]->strides[d];
-        nd++;
-    }
-    /* merge from the inside out */
-    int m = 0;
-    for (int d = 0; d < nd; d++) {
-        if (m > 0) {
-            bool fold = true;
-            for (int k = 0; k < nt; k++)
-                if (st[k][m - 1] != st[k][d] * sh[d]) fold = false;
-            if (fold) {
-                sh[m - 1] *= sh[d];
-                for (int k = 0; k < nt; k++) st[k][m - 1] = st[k][d];
-                continue;
-            }
-        }
-        sh[m] = sh[d];
-        for (int k = 0; k < nt; k++) st[k][m] = st[k][d];
-        m++;
-    }
-    if (m == 0) {
-        m = 1;
-        sh[0] = 1;
-        for (int k = 0; k < nt; k++) st[k][0] = 0;
-    }
-    g->nd = m;
-    for (int d = 0; d < LUNAR_MAX_DIMS; d++) {
-        g->shape.s[d] = d < m ? sh[d] : 1;
-        for (int k = 0; k < nt; k++) g->strides[k].s[d] = d < m ? st[k][d] : 0;
-    }
-}
-
-/* ---- launching ---- */
-
-typedef struct {
-    size_t size;
-    const void *p;
-} karg;
-#define A(x) {sizeof(x), &(x)}
-
-static lunar_status launch(int device, const char *name, int64_t n, int nargs,
-                           const karg *args) {
-    if (n == 0) return LUNAR_OK;
-    ocl_device *d;
-    cl_kernel k;
-    LUNAR_CHECK(ocl_device_get(device, &d));
-    LUNAR_CHECK(ocl_kernel(d, name, &k));
-    for (int i = 0; i < nargs; i++)
-        OCL_CHECK(name, clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].p));
-    size_t global = ((size_t)n + 63) / 64 * 64;
-    OCL_CHECK("clEnqueueNDRangeKernel",
-              clEnqueueNDRangeKernel(d->queue, k, 1, NULL, &global, NULL, 0, NULL, NULL));
-    return LUNAR_OK;
-}
-
-static int dev(const lunar_tensor *t) { return t->storage->device; }
-
-/* acc_t in the kernels is double where the device has fp64 */
-static bool dev_fp64(const lunar_tensor *t) {
-    const ocl_device *d = ocl_device_info(dev(t));
-    return d && d->fp64;
-}
-
-/* A scalar in the element type of dt, for a kernel argument of that type. */
-typedef union {
-    uint8_t u8;
-    int32_t i32;
-    int64_t i64;
-    float f32;
-    double f64;
-} scalar;
-static karg scalar_arg(scalar *s, lunar_dtype dt, double v) {
-    switch (dt) {
-    case LUNAR_BOOL: s->u8 = v != 0; return (karg){1, s};
-    case LUNAR_U8: s->u8 = (uint8_t)(int64_t)v; return (karg){1, s};
-    case LUNAR_I32: s->i32 = (int32_t)v; return (karg){4, s};
-    case LUNAR_I64: s->i64 = (int64_t)v; return (karg){8, s};
-    case LUNAR_F32: s->f32 = (float)v; return (karg){4, s};
-    default: s->f64 = v; return (karg){8, s};
-    }
-}
-static karg acc_arg(scalar *s, const lunar_tensor *t, double v) {
-    return scalar_arg(s, dev_fp64(t) ? LUNAR_F64 : LUNAR_F32, v);
-}
+static const char *copy_k[] = OCL_NAMES(copy), *fill_k[] = OCL_NAMES(fill),
+                  *arange_k[] = OCL_NAMES(arange), *unary_k[] = OCL_NAMES(unary),
+                  *binary_k[] = OCL_NAMES(binary), *compare_k[] = OCL_NAMES(compare),
+                  *where_k[] = OCL_NAMES(where), *reduce_k[] = OCL_NAMES(reduce);
 
 /* ---- the element-wise families ---- */
 
 /* dst [shape] = (dst dtype) src [shape] */
 static lunar_status ocl_copy(lunar_tensor *dst, const lunar_tensor *src) {
     const lunar_tensor *ts[2] = {dst, src};
-    geom g;
-    geom_init(&g, 2, ts);
+    ocl_geom g;
+    ocl_geom_init(&g, 2, ts);
     cl_mem o = OCL_MEM(dst), x = OCL_MEM(src);
     cl_long oo = dst->offset, xo = src->offset, n = g.n;
     cl_int xdt = src->dtype, nd = g.nd;
-    karg args[] = {A(o), A(oo), A(g.strides[0]), A(x), A(xo), A(g.strides[1]), A(xdt),
-                   A(n), A(nd), A(g.shape)};
-    return launch(dev(dst), copy_k[dst->dtype], g.n, 10, args);
+    ocl_karg args[] = {A(o), A(oo), A(g.strides[0]), A(x), A(xo), A(g.strides[1]), A(xdt),
+                       A(n), A(nd), A(g.shape)};
+    return ocl_launch(ocl_dev(dst), copy_k[dst->dtype], g.n, 10, args);
 }
 
 /* dst [shape] = value */
 static lunar_status ocl_fill(lunar_tensor *dst, double value) {
     const lunar_tensor *ts[1] = {dst};
-    geom g;
-    geom_init(&g, 1, ts);
+    ocl_geom g;
+    ocl_geom_init(&g, 1, ts);
     cl_mem o = OCL_MEM(dst);
     cl_long oo = dst->offset, n = g.n;
     cl_int nd = g.nd;
-    scalar v;
-    karg args[] = {A(o), A(oo), A(g.strides[0]), scalar_arg(&v, dst->dtype, value), A(n), A(nd),
-                   A(g.shape)};
-    return launch(dev(dst), fill_k[dst->dtype], g.n, 7, args);
+    ocl_scalar v;
+    ocl_karg args[] = {A(o), A(oo), A(g.strides[0]), ocl_scalar_arg(&v, dst->dtype, value),
+                       A(n), A(nd), A(g.shape)};
+    return ocl_launch(ocl_dev(dst), fill_k[dst->dtype], g.n, 7, args);
 }
 
 /* out [n] contiguous = start + i * step */
 static lunar_status ocl_arange(lunar_tensor *out, double start, double step) {
     cl_mem o = OCL_MEM(out);
     cl_long oo = out->offset, n = lunar_tensor_numel(out);
-    scalar a, b;
-    karg args[] = {A(o), A(oo), acc_arg(&a, out, start), acc_arg(&b, out, step), A(n)};
-    return launch(dev(out), arange_k[out->dtype], n, 5, args);
+    ocl_scalar a, b;
+    ocl_karg args[] = {A(o), A(oo), ocl_acc_arg(&a, out, start), ocl_acc_arg(&b, out, step), A(n)};
+    return ocl_launch(ocl_dev(out), arange_k[out->dtype], n, 5, args);
 }
 
 /* out [shape] = op(x [shape]); out may be x */
 static lunar_status ocl_unary(lunar_unary_op op, lunar_tensor *out, const lunar_tensor *x,
                               const double *params) {
     const lunar_tensor *ts[2] = {out, x};
-    geom g;
-    geom_init(&g, 2, ts);
+    ocl_geom g;
+    ocl_geom_init(&g, 2, ts);
     cl_mem o = OCL_MEM(out), xm = OCL_MEM(x);
     cl_long oo = out->offset, xo = x->offset, n = g.n;
     double lo = params ? params[0] : -INFINITY, hi = params ? params[1] : INFINITY;
     /* integer clamps: an infinite bound means none (the CPU's rule) */
     cl_int nd = g.nd, cop = op, has_lo = !(lo < -9.2e18), has_hi = !(hi > 9.2e18);
     if (lunar_dtype_is_float(x->dtype)) has_lo = has_hi = 1;
-    scalar l, h;
-    karg args[] = {A(o),  A(oo), A(g.strides[0]), A(xm), A(xo), A(g.strides[1]), A(n),
-                   A(nd), A(g.shape), A(cop), scalar_arg(&l, x->dtype, has_lo ? lo : 0),
-                   scalar_arg(&h, x->dtype, has_hi ? hi : 0), A(has_lo), A(has_hi)};
-    return launch(dev(out), unary_k[x->dtype], g.n, 14, args);
+    ocl_scalar l, h;
+    ocl_karg args[] = {A(o),  A(oo), A(g.strides[0]), A(xm), A(xo), A(g.strides[1]), A(n),
+                       A(nd), A(g.shape), A(cop), ocl_scalar_arg(&l, x->dtype, has_lo ? lo : 0),
+                       ocl_scalar_arg(&h, x->dtype, has_hi ? hi : 0), A(has_lo), A(has_hi)};
+    return ocl_launch(ocl_dev(out), unary_k[x->dtype], g.n, 14, args);
 }
 
 /* out [shape] = a op b, a and b broadcast views of out's shape */
 static lunar_status ocl_binary(lunar_binary_op op, lunar_tensor *out, const lunar_tensor *a,
                                const lunar_tensor *b) {
     const lunar_tensor *ts[3] = {out, a, b};
-    geom g;
-    geom_init(&g, 3, ts);
+    ocl_geom g;
+    ocl_geom_init(&g, 3, ts);
     cl_mem o = OCL_MEM(out), am = OCL_MEM(a), bm = OCL_MEM(b);
     cl_long oo = out->offset, ao = a->offset, bo = b->offset, n = g.n;
     cl_int nd = g.nd, cop = op;
-    karg args[] = {A(o),  A(oo), A(g.strides[0]), A(am), A(ao),      A(g.strides[1]), A(bm),
-                   A(bo), A(g.strides[2]), A(n),  A(nd), A(g.shape), A(cop)};
+    ocl_karg args[] = {A(o),  A(oo), A(g.strides[0]), A(am), A(ao),      A(g.strides[1]), A(bm),
+                       A(bo), A(g.strides[2]), A(n),  A(nd), A(g.shape), A(cop)};
     bool cmp = op >= LUNAR_OP_EQ;
-    return launch(dev(out), (cmp ? compare_k : binary_k)[a->dtype], g.n, 13, args);
+    return ocl_launch(ocl_dev(out), (cmp ? compare_k : binary_k)[a->dtype], g.n, 13, args);
 }
 
 /* out [shape] = cond ? a : b */
 static lunar_status ocl_where(lunar_tensor *out, const lunar_tensor *cond, const lunar_tensor *a,
                               const lunar_tensor *b) {
     const lunar_tensor *ts[4] = {out, cond, a, b};
-    geom g;
-    geom_init(&g, 4, ts);
+    ocl_geom g;
+    ocl_geom_init(&g, 4, ts);
     cl_mem o = OCL_MEM(out), cm = OCL_MEM(cond), am = OCL_MEM(a), bm = OCL_MEM(b);
     cl_long oo = out->offset, co = cond->offset, ao = a->offset, bo = b->offset, n = g.n;
     cl_int nd = g.nd;
-    karg args[] = {A(o),  A(oo), A(g.strides[0]), A(cm), A(co),          A(g.strides[1]),
-                   A(am), A(ao), A(g.strides[2]), A(bm), A(bo),          A(g.strides[3]),
-                   A(n),  A(nd), A(g.shape)};
-    return launch(dev(out), where_k[out->dtype], g.n, 15, args);
+    ocl_karg args[] = {A(o),  A(oo), A(g.strides[0]), A(cm), A(co),          A(g.strides[1]),
+                       A(am), A(ao), A(g.strides[2]), A(bm), A(bo),          A(g.strides[3]),
+                       A(n),  A(nd), A(g.shape)};
+    return ocl_launch(ocl_dev(out), where_k[out->dtype], g.n, 15, args);
 }
 
 /* ---- reductions: x [...] -> out [...] with 1 in the dims of the mask ---- */
@@ -232,19 +121,19 @@ static lunar_status ocl_reduce(lunar_reduce_op op, lunar_tensor *out, const luna
     outk.storage = out->storage;
     kept.storage = red.storage = x->storage;
     const lunar_tensor *kt[2] = {&kept, &outk}, *rt[1] = {&red};
-    geom gk, gr;
-    geom_init(&gk, 2, kt);
-    geom_init(&gr, 1, rt);
+    ocl_geom gk, gr;
+    ocl_geom_init(&gk, 2, kt);
+    ocl_geom_init(&gr, 1, rt);
     cl_mem o = OCL_MEM(out), xm = OCL_MEM(x);
     cl_int odt = out->dtype, nk = gk.nd, nr = gr.nd, cop = op;
     cl_int exact = !lunar_dtype_is_float(x->dtype) &&
                    (op == LUNAR_OP_SUM || op == LUNAR_OP_PROD);
     cl_long oo = out->offset, xo = x->offset, n_out = gk.n, count = gr.n;
-    scalar p;
-    karg args[] = {A(o),     A(odt), A(oo),       A(gk.strides[1]), A(xm),       A(xo),
-                   A(gk.strides[0]), A(gr.strides[0]), A(n_out), A(nk), A(gk.shape), A(count),
-                   A(nr),    A(gr.shape), A(cop), acc_arg(&p, x, param), A(exact)};
-    return launch(dev(out), reduce_k[x->dtype], n_out, 17, args);
+    ocl_scalar p;
+    ocl_karg args[] = {A(o),     A(odt), A(oo),       A(gk.strides[1]), A(xm),       A(xo),
+                       A(gk.strides[0]), A(gr.strides[0]), A(n_out), A(nk), A(gk.shape), A(count),
+                       A(nr),    A(gr.shape), A(cop), ocl_acc_arg(&p, x, param), A(exact)};
+    return ocl_launch(ocl_dev(out), reduce_k[x->dtype], n_out, 17, args);
 }
 
 /* ---- GEMM on CLBlast ---- */
@@ -298,7 +187,7 @@ static lunar_status ocl_gemm(lunar_tensor *c, const lunar_tensor *a, const lunar
         return st;
     }
     ocl_device *d;
-    LUNAR_CHECK(ocl_device_get(dev(c), &d));
+    LUNAR_CHECK(ocl_device_get(ocl_dev(c), &d));
     cl_mem am = OCL_MEM(a), bm = OCL_MEM(b), cm = OCL_MEM(c);
     size_t ao = (size_t)a->offset, bo = (size_t)b->offset, co = (size_t)c->offset;
     size_t sa = (size_t)a->strides[0], sb = (size_t)b->strides[0], sc = (size_t)c->strides[0];
@@ -332,46 +221,35 @@ static lunar_status ocl_gemm(lunar_tensor *c, const lunar_tensor *a, const lunar
     return LUNAR_OK;
 }
 
-/* Entries left NULL fail with LUNAR_ERR_UNSUPPORTED in the op layer (LUNAR_KERNEL);
- * tests/opencl_spec.lua lists them, so adding a kernel means updating that list. */
+/* Entries left out (NULL) fail with LUNAR_ERR_UNSUPPORTED in the op layer (LUNAR_KERNEL);
+ * tests/opencl_spec.lua lists them, so adding a kernel means updating that list. Each op
+ * family's host code is a file of its own (index.c, conv.c, ...) declaring its entries in
+ * opencl.h. */
 const lunar_backend lunar_opencl_backend = {
-    /* .name          = */ "opencl",
-    /* .alloc         = */ ocl_alloc,
-    /* .free          = */ ocl_free,
-    /* .write         = */ ocl_write,
-    /* .read          = */ ocl_read,
-    /* .copy          = */ ocl_copy,
-    /* .fill          = */ ocl_fill,
-    /* .arange        = */ ocl_arange,
-    /* .unary         = */ ocl_unary,
-    /* .binary        = */ ocl_binary,
-    /* .where         = */ ocl_where,
-    /* .reduce        = */ ocl_reduce,
-    /* .arg_reduce    = */ NULL,
-    /* .scan          = */ NULL,
-    /* .gemm          = */ ocl_gemm,
-    /* .random        = */ NULL,
-    /* .gather        = */ NULL,
-    /* .scatter       = */ NULL,
-    /* .index_select  = */ NULL,
-    /* .index_add     = */ NULL,
-    /* .sort          = */ NULL,
-    /* .count_nonzero = */ NULL,
-    /* .nonzero       = */ NULL,
-    /* .im2col = */ NULL,
-    /* .col2im = */ NULL,
-    /* .max_pool2d = */ NULL,
-    /* .max_pool2d_backward = */ NULL,
-    /* .avg_pool2d = */ NULL,
-    /* .avg_pool2d_backward = */ NULL,
-    /* .adaptive_avg_pool2d = */ NULL,
-    /* .adaptive_avg_pool2d_backward = */ NULL,
-    /* .optim_step = */ NULL,
-    /* .softmax = */ NULL,
-    /* .softmax_backward = */ NULL,
-    /* .cross_entropy = */ NULL,
-    /* .cross_entropy_backward = */ NULL,
-    /* .moments = */ NULL,
-    /* .normalize = */ NULL,
-    /* .normalize_backward = */ NULL,
+    .name = "opencl",
+    .alloc = ocl_alloc,
+    .free = ocl_free,
+    .write = ocl_write,
+    .read = ocl_read,
+    .copy = ocl_copy,
+    .fill = ocl_fill,
+    .arange = ocl_arange,
+    .unary = ocl_unary,
+    .binary = ocl_binary,
+    .where = ocl_where,
+    .reduce = ocl_reduce,
+    .gemm = ocl_gemm,
+
+    /* index.c: arg_reduce, scan, gather, scatter, index_select, index_add, sort,
+     * count_nonzero, nonzero */
+
+
+    /* conv.c: im2col, col2im, the pools and their backward */
+
+
+    /* nn.c: softmax, cross_entropy, moments, normalize and their backward */
+
+
+    /* random.c, optim.c */
+
 };

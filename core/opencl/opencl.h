@@ -12,7 +12,7 @@
 #include "../lunar-impl.h"
 
 #define OCL_POOL_CLASSES 48
-#define OCL_MAX_KERNELS 64
+#define OCL_MAX_KERNELS 512
 
 typedef struct ocl_pooled {
     cl_mem mem;
@@ -67,6 +67,57 @@ lunar_status ocl_write(lunar_storage *dst, size_t offset, const void *src, size_
 lunar_status ocl_read(void *dst, const lunar_storage *src, size_t offset, size_t n);
 /* The cl_mem of a tensor's storage. */
 #define OCL_MEM(t) ((cl_mem)(t)->storage->data)
+
+/* ---- launching (launch.c): shared by every op family's host code ---- */
+
+/* Operand geometry: ts[0]'s shape with size-1 dims dropped and dims merged where every
+ * operand is contiguous across them; strides in elements, one vector per operand. */
+#define OCL_MAX_OPERANDS 4
+typedef struct {
+    int nd, nt;
+    cl_long8 shape;
+    cl_long8 strides[OCL_MAX_OPERANDS];
+    int64_t n;
+} ocl_geom;
+void ocl_geom_init(ocl_geom *g, int nt, const lunar_tensor *const *ts);
+
+/* One kernel argument: its size and a pointer to its value. */
+typedef struct {
+    size_t size;
+    const void *p;
+} ocl_karg;
+#define A(x) {sizeof(x), &(x)}
+
+/* Queues kernel `name` over n work-items (rounded up to 64; the kernel checks its range). */
+lunar_status ocl_launch(int device, const char *name, int64_t n, int nargs,
+                        const ocl_karg *args);
+/* The same with an explicit global size and work-group size (local 0: the driver's pick;
+ * global is rounded up to a multiple of local), for kernels that use local memory. */
+lunar_status ocl_launch_wg(int device, const char *name, size_t global, size_t local, int nargs,
+                           const ocl_karg *args);
+
+static inline int ocl_dev(const lunar_tensor *t) { return t->storage->device; }
+/* whether the tensor's device has cl_khr_fp64 (kernels' acc_t is then double) */
+bool ocl_dev_fp64(const lunar_tensor *t);
+
+/* A scalar in the element type of a dtype, for a kernel argument of that type. */
+typedef union {
+    uint8_t u8;
+    int32_t i32;
+    int64_t i64;
+    float f32;
+    double f64;
+} ocl_scalar;
+ocl_karg ocl_scalar_arg(ocl_scalar *s, lunar_dtype dt, double v);
+/* a scalar of the kernels' acc_t on t's device */
+ocl_karg ocl_acc_arg(ocl_scalar *s, const lunar_tensor *t, double v);
+
+/* Kernel name tables: one literal per dtype, in lunar_dtype order (ocl_kernel keeps the
+ * pointer, so names must be literals). */
+#define OCL_NAMES(op)                                                                         \
+    {#op "_bool", #op "_u8", #op "_i32", #op "_i64", #op "_f32", #op "_f64"}
+
+/* ---- op families' backend entries (one block per file) ---- */
 
 extern const char lunar_opencl_source[];
 

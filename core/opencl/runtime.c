@@ -135,8 +135,8 @@ lunar_status ocl_device_get(int i, ocl_device **out) {
 }
 
 lunar_status ocl_kernel(ocl_device *d, const char *name, cl_kernel *out) {
-    for (int k = 0; k < d->n_kernels; k++)
-        if (strcmp(d->kernels[k].name, name) == 0) {
+    for (int k = 0; k < d->n_kernels; k++) /* names are literals: the pointer decides */
+        if (d->kernels[k].name == name || strcmp(d->kernels[k].name, name) == 0) {
             *out = d->kernels[k].k;
             return LUNAR_OK;
         }
