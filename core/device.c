@@ -21,6 +21,12 @@ int lunar_opencl_device_count(void) {
 #endif
 }
 
+void lunar_opencl_empty_cache(void) {
+#ifdef LUNAR_OPENCL
+    ocl_pool_clear();
+#endif
+}
+
 lunar_status lunar_opencl_device_info(int i, lunar_device_info *info) {
 #ifdef LUNAR_OPENCL
     const ocl_device *d = ocl_device_info(i);

@@ -503,6 +503,8 @@ typedef struct lunar_device_info {
     bool fp64;
 } lunar_device_info;
 int lunar_opencl_device_count(void);
+/* Releases the OpenCL buffer pools of every device (nothing without OpenCL). */
+void lunar_opencl_empty_cache(void);
 lunar_status lunar_opencl_device_info(int i, lunar_device_info *info); /* i 0-based */
 /* x on that device (x itself when it is there already); autograd-tracked */
 lunar_status lunar_to_device(lunar_tensor **out, lunar_tensor *x, const char *device);

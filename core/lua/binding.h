@@ -80,5 +80,13 @@ void lunar_lua_open_device(lua_State *L);
 const char *lunar_lua_device_name(lua_State *L, int idx);
 /* Whether s names a device ("cpu", "opencl", "opencl:N") rather than a dtype. */
 bool lunar_lua_is_device_name(const char *s);
+/* Where a new tensor goes: the options table's device= (a name or a lunar.device handle)
+ * when opts has one, else like's device when like is not NULL, else the default device
+ * (LUNAR_DEVICE, lunar.set_default_device). Raises on a bad or unavailable device. */
+void lunar_lua_target_device(lua_State *L, int opts, const lunar_tensor *like,
+                             const lunar_backend **be, int *dev);
+/* Moves the caller's new tensor *t to (be, dev) when it lives elsewhere, replacing *t;
+ * on failure releases it and raises. */
+void lunar_lua_place(lua_State *L, lunar_tensor **t, const lunar_backend *be, int dev);
 
 #endif

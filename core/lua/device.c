@@ -5,6 +5,7 @@
  */
 #include "binding.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define DEVICE_MT "lunar.Device"
@@ -131,6 +132,79 @@ static int l_backend_kernels(lua_State *L) {
     return 1;
 }
 
+/* ---- where new tensors go ----
+ * The default device starts as LUNAR_DEVICE (read on first use; unset or empty means the
+ * CPU) and changes with lunar.set_default_device. A bad LUNAR_DEVICE is reported each time
+ * a tensor would be made with it, never silently replaced by the CPU. */
+static const lunar_backend *default_be;
+static int default_dev;
+
+static void default_device(lua_State *L, const lunar_backend **be, int *dev) {
+    if (!default_be) {
+        const char *env = getenv("LUNAR_DEVICE");
+        if (!env || !*env) {
+            default_be = &lunar_cpu_backend;
+            default_dev = 0;
+        } else if (lunar_device_parse(env, &default_be, &default_dev) != LUNAR_OK) {
+            default_be = NULL;
+            luaL_error(L, "LUNAR_DEVICE='%s': %s", env, lunar_last_error());
+        }
+    }
+    *be = default_be;
+    *dev = default_dev;
+}
+
+void lunar_lua_target_device(lua_State *L, int opts, const lunar_tensor *like,
+                             const lunar_backend **be, int *dev) {
+    if (opts) {
+        int top = lua_gettop(L);
+        lua_getfield(L, opts, "device");
+        if (!lua_isnil(L, -1)) {
+            const char *name = lunar_lua_device_name(L, top + 1);
+            LUNAR_LUA_TRY(L, lunar_device_parse(name, be, dev));
+            lua_settop(L, top);
+            return;
+        }
+        lua_settop(L, top);
+    }
+    if (like) {
+        *be = like->storage->backend;
+        *dev = like->storage->device;
+        return;
+    }
+    default_device(L, be, dev);
+}
+
+void lunar_lua_place(lua_State *L, lunar_tensor **t, const lunar_backend *be, int dev) {
+    if ((*t)->storage->backend == be && (*t)->storage->device == dev) return;
+    lunar_tensor *r;
+    lunar_status st = lunar_raw_to(&r, *t, be, dev);
+    lunar_tensor_release(*t);
+    *t = NULL;
+    LUNAR_LUA_TRY(L, st);
+    *t = r;
+}
+
+/* lunar.set_default_device(device): where tensors made without a device= option go */
+static int l_set_default_device(lua_State *L) {
+    const lunar_backend *be;
+    int dev;
+    LUNAR_LUA_TRY(L, lunar_device_parse(lunar_lua_device_name(L, 1), &be, &dev));
+    default_be = be;
+    default_dev = dev;
+    return 0;
+}
+
+/* lunar.get_default_device(): "cpu" or "opencl:N" */
+static int l_get_default_device(lua_State *L) {
+    const lunar_backend *be;
+    int dev;
+    default_device(L, &be, &dev);
+    if (be == &lunar_cpu_backend) lua_pushliteral(L, "cpu");
+    else lua_pushfstring(L, "%s:%d", be->name, dev + 1);
+    return 1;
+}
+
 void lunar_lua_open_device(lua_State *L) {
     if (luaL_newmetatable(L, DEVICE_MT)) {
         lua_pushcfunction(L, device_tostring);
@@ -142,7 +216,9 @@ void lunar_lua_open_device(lua_State *L) {
     }
     lua_pop(L, 1);
     static const luaL_Reg fns[] = {{"devices", l_devices}, {"device", l_device},
-                                   {"backend_kernels", l_backend_kernels}, {NULL, NULL}};
+                                   {"backend_kernels", l_backend_kernels},
+                                   {"set_default_device", l_set_default_device},
+                                   {"get_default_device", l_get_default_device}, {NULL, NULL}};
     lunar_lua_register(L, fns, false, true);
     static const luaL_Reg methods[] = {{"device", t_device}, {NULL, NULL}};
     lunar_lua_register(L, methods, true, false);

@@ -211,9 +211,21 @@ static int rand_shape(lua_State *L, bool normal) {
     int opts = check_opts(L, lunar_lua_shape(L, 1, &ndim, shape), fname);
     lunar_dtype dt = opt_dtype(L, opts, lunar_lua_default_dtype());
     lunar_generator *g = opt_gen(L, opts);
+    const lunar_backend *be;
+    int dev;
+    lunar_lua_target_device(L, opts, NULL, &be, &dev);
     lunar_tensor *t;
-    if (normal) LUNAR_LUA_TRY(L, lunar_randn(&t, ndim, shape, dt, g));
-    else LUNAR_LUA_TRY(L, lunar_rand(&t, ndim, shape, dt, g));
+    if (be != &lunar_cpu_backend) { /* drawn on the device: the same stream as the CPU's */
+        LUNAR_LUA_TRY(L, lunar_tensor_new_on(&t, ndim, shape, dt, be, dev));
+        if ((normal ? lunar_normal_(t, 0, 1, g) : lunar_uniform_(t, 0, 1, g)) != LUNAR_OK) {
+            lunar_tensor_release(t);
+            return lunar_lua_raise(L);
+        }
+    } else if (normal) {
+        LUNAR_LUA_TRY(L, lunar_randn(&t, ndim, shape, dt, g));
+    } else {
+        LUNAR_LUA_TRY(L, lunar_rand(&t, ndim, shape, dt, g));
+    }
     return push_result(L, t, opts);
 }
 
@@ -260,9 +272,21 @@ static int l_randint(lua_State *L) {
     int ndim;
     int64_t shape[LUNAR_MAX_DIMS];
     int opts = check_opts(L, lunar_lua_shape(L, idx, &ndim, shape), "randint");
+    lunar_dtype dt = opt_dtype(L, opts, LUNAR_I64);
+    lunar_generator *g = opt_gen(L, opts);
+    const lunar_backend *be;
+    int dev;
+    lunar_lua_target_device(L, opts, NULL, &be, &dev);
     lunar_tensor *t;
-    LUNAR_LUA_TRY(L, lunar_randint(&t, low, high, ndim, shape, opt_dtype(L, opts, LUNAR_I64),
-                                   opt_gen(L, opts)));
+    if (be != &lunar_cpu_backend) {
+        LUNAR_LUA_TRY(L, lunar_tensor_new_on(&t, ndim, shape, dt, be, dev));
+        if (lunar_randint_(t, low, high, g) != LUNAR_OK) {
+            lunar_tensor_release(t);
+            return lunar_lua_raise(L);
+        }
+    } else {
+        LUNAR_LUA_TRY(L, lunar_randint(&t, low, high, ndim, shape, dt, g));
+    }
     return push_result(L, t, opts);
 }
 
@@ -287,11 +311,15 @@ static int l_randint_like(lua_State *L) {
 static int l_randperm(lua_State *L) {
     lua_Integer n = luaL_checkinteger(L, 1);
     int opts = check_opts(L, 2, "randperm");
+    const lunar_backend *be;
+    int dev;
+    lunar_lua_target_device(L, opts, NULL, &be, &dev);
     lunar_tensor *p, *t;
     LUNAR_LUA_TRY(L, lunar_randperm(&p, n, opt_dtype(L, opts, LUNAR_I64), opt_gen(L, opts)));
     lunar_status st = lunar_binary_scalar(&t, LUNAR_OP_ADD, p, 1, false);
     lunar_tensor_release(p);
     LUNAR_LUA_TRY(L, st);
+    lunar_lua_place(L, &t, be, dev); /* shuffled on the host (a sequential algorithm) */
     lunar_lua_push(L, t);
     return 1;
 }

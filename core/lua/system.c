@@ -26,10 +26,12 @@ static int l_memory_stats(lua_State *L) {
     return 1;
 }
 
-/* lunar.empty_cache(): returns the allocator's cached blocks to the system. */
+/* lunar.empty_cache(): returns the host allocator's cached blocks and the OpenCL buffer
+ * pools to the system. */
 static int l_empty_cache(lua_State *L) {
     (void)L;
     lunar_empty_cache();
+    lunar_opencl_empty_cache();
     return 0;
 }
 

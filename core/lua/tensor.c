@@ -152,10 +152,13 @@ static void apply_requires_grad(lua_State *L, lunar_tensor *t, int opts) {
         }
 }
 
-/* lunar.tensor(data [, {dtype=, requires_grad=}]) */
+/* lunar.tensor(data [, {dtype=, device=, requires_grad=}]) */
 static int l_tensor(lua_State *L) {
     int opts = lunar_lua_opts(L, 2);
     lunar_tensor *src = lunar_lua_test(L, 1), *t;
+    const lunar_backend *be;
+    int dev;
+    lunar_lua_target_device(L, opts, src, &be, &dev);
     if (src) {
         lunar_dtype dt = src->dtype;
         const char *name = opts ? lunar_lua_optstring(L, opts, "dtype", NULL) : NULL;
@@ -198,6 +201,7 @@ static int l_tensor(lua_State *L) {
         lunar_tensor_retain(t);
         lua_settop(L, top);
     }
+    lunar_lua_place(L, &t, be, dev);
     apply_requires_grad(L, t, opts);
     lunar_lua_push(L, t);
     return 1;
@@ -239,9 +243,21 @@ static int create(lua_State *L, creation kind, bool like) {
                           luaL_typename(L, idx), idx);
     const char *name = lunar_lua_optstring(L, opts, "dtype", NULL);
     if (name) dt = lunar_lua_dtype_from_name(L, name);
+    const lunar_backend *be;
+    int dev;
+    lunar_lua_target_device(L, opts, like ? lunar_lua_check(L, 1) : NULL, &be, &dev);
     lunar_tensor *t;
-    if (kind == C_EMPTY) LUNAR_LUA_TRY(L, lunar_empty(&t, ndim, shape, dt));
-    else LUNAR_LUA_TRY(L, lunar_full(&t, ndim, shape, dt, value));
+    if (be != &lunar_cpu_backend) { /* made and filled on the device, no host copy */
+        LUNAR_LUA_TRY(L, lunar_tensor_new_on(&t, ndim, shape, dt, be, dev));
+        if (kind != C_EMPTY && be->fill(t, value) != LUNAR_OK) {
+            lunar_tensor_release(t);
+            return lunar_lua_raise(L);
+        }
+    } else if (kind == C_EMPTY) {
+        LUNAR_LUA_TRY(L, lunar_empty(&t, ndim, shape, dt));
+    } else {
+        LUNAR_LUA_TRY(L, lunar_full(&t, ndim, shape, dt, value));
+    }
     apply_requires_grad(L, t, opts);
     lunar_lua_push(L, t);
     return 1;
@@ -270,8 +286,12 @@ static int l_arange(lua_State *L) {
     const char *name = lunar_lua_optstring(L, opts, "dtype", NULL);
     lunar_dtype dt = name ? lunar_lua_dtype_from_name(L, name)
                           : (all_int ? LUNAR_I64 : lunar_lua_default_dtype());
+    const lunar_backend *be;
+    int dev;
+    lunar_lua_target_device(L, opts, NULL, &be, &dev);
     lunar_tensor *t;
     LUNAR_LUA_TRY(L, lunar_arange(&t, start, stop, step, dt));
+    lunar_lua_place(L, &t, be, dev);
     apply_requires_grad(L, t, opts);
     lunar_lua_push(L, t);
     return 1;
@@ -283,8 +303,12 @@ static int l_linspace(lua_State *L) {
     int opts = lunar_lua_opts(L, 4);
     const char *name = lunar_lua_optstring(L, opts, "dtype", NULL);
     lunar_dtype dt = name ? lunar_lua_dtype_from_name(L, name) : lunar_lua_default_dtype();
+    const lunar_backend *be;
+    int dev;
+    lunar_lua_target_device(L, opts, NULL, &be, &dev);
     lunar_tensor *t;
     LUNAR_LUA_TRY(L, lunar_linspace(&t, start, stop, n, dt));
+    lunar_lua_place(L, &t, be, dev);
     apply_requires_grad(L, t, opts);
     lunar_lua_push(L, t);
     return 1;
@@ -296,8 +320,12 @@ static int l_eye(lua_State *L) {
     int opts = lunar_lua_opts(L, lua_type(L, 2) == LUA_TNUMBER ? 3 : 2);
     const char *name = lunar_lua_optstring(L, opts, "dtype", NULL);
     lunar_dtype dt = name ? lunar_lua_dtype_from_name(L, name) : lunar_lua_default_dtype();
+    const lunar_backend *be;
+    int dev;
+    lunar_lua_target_device(L, opts, NULL, &be, &dev);
     lunar_tensor *t;
     LUNAR_LUA_TRY(L, lunar_eye(&t, n, m, dt));
+    lunar_lua_place(L, &t, be, dev);
     lunar_lua_push(L, t);
     return 1;
 }

@@ -234,6 +234,7 @@ function Module:load_state_dict(sd, opts)
           error(("load_state_dict: '%s' has shape [%s] here and [%s] in the state dict")
             :format(name, a, b), 4)
         end
+        if src:device() ~= t:device() then src = src:to(t:device()) end -- a CPU checkpoint
         t:copy_(src)
       end
     end
@@ -241,28 +242,58 @@ function Module:load_state_dict(sd, opts)
   return {missing = missing, unexpected = unexpected}
 end
 
---- Casts every parameter and buffer to dtype ("float64", ...), keeping registrations.
--- Devices other than "cpu" arrive with the OpenCL backend.
+--- Moves every parameter and buffer to a device ("cpu", "opencl", "opencl:2" or a
+-- lunar.device handle), gradients included, or casts the floating ones to a float dtype
+-- ("float32", "float64"). In place; returns self. Make optimizers after moving: they hold
+-- the parameter tensors they were given.
 function Module:to(what)
-  if what == "cpu" then return self end
+  local name = tostring(what)
+  local device = name == "cpu" or name:match("^opencl") ~= nil
+  if device then
+    name = tostring(lunar.device(name)) -- canonical, and an error for a bad one
+  elseif name ~= "float32" and name ~= "float64" then
+    error(("Module:to: expected a device or a float dtype, got '%s'"):format(name), 2)
+  end
   for _, m in ipairs(self:modules()) do
     for _, kind in ipairs({"param", "buffer"}) do
       for _, n in ipairs(m._names[kind]) do
         local t = rawget(m, n)
-        if t ~= nil and lunar.is_tensor(t) and t:dtype() ~= what and
-            (t:dtype() == "float32" or t:dtype() == "float64") then
-          local c = t:detach():to(what)
-          if kind == "param" then
-            c = Module.Parameter(c, t.requires_grad)
+        if t ~= nil and lunar.is_tensor(t) then
+          local moved
+          if device then
+            moved = t:device() ~= name
           else
-            c = Module.Buffer(c)
+            moved = t:dtype() ~= name and (t:dtype() == "float32" or t:dtype() == "float64")
           end
-          rawset(m, n, c)
+          if moved then
+            local c = t:detach():to(name)
+            if kind == "param" then
+              c = Module.Parameter(c, t.requires_grad)
+              if t.grad ~= nil then c.grad = t.grad:to(name) end
+            else
+              c = Module.Buffer(c)
+            end
+            rawset(m, n, c)
+          end
         end
       end
     end
   end
   return self
+end
+
+--- The device of the first parameter (or buffer): "cpu" or "opencl:N"; "cpu" when the
+-- module has neither.
+function Module:device()
+  for _, m in ipairs(self:modules()) do
+    for _, kind in ipairs({"param", "buffer"}) do
+      for _, n in ipairs(m._names[kind]) do
+        local t = rawget(m, n)
+        if t ~= nil and lunar.is_tensor(t) then return t:device() end
+      end
+    end
+  end
+  return "cpu"
 end
 
 --- Extra text inside this module's printed form (layers override it).

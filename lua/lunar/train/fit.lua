@@ -49,10 +49,17 @@ local function loader_of(fname, d, what, opts)
     seed = opts.shuffle and opts.seed or nil})
 end
 
--- a batch from a loader as (inputs, targets)
-local function unbatch(batch)
-  if type(batch) == "table" and not is_tensor(batch) then return batch[1], batch[2] end
-  return batch, nil
+-- a batch from a loader as (inputs, targets), moved to the model's device (data sets stay
+-- on the CPU; only the batch in use travels)
+local function unbatch(batch, model)
+  local x, y = batch, nil
+  if type(batch) == "table" and not is_tensor(batch) then x, y = batch[1], batch[2] end
+  local dev = model.device and model:device() or "cpu"
+  if dev ~= "cpu" then
+    if is_tensor(x) and x:device() ~= dev then x = x:to(dev) end
+    if is_tensor(y) and y:device() ~= dev then y = y:to(dev) end
+  end
+  return x, y
 end
 
 -- Losses -------------------------------------------------------------------------------------
@@ -134,7 +141,7 @@ local function resolve_loss(fname, loss)
 end
 
 -- the class-weight tensor [C] (classes 1-based) for cross-entropy
-local function weight_vector(fname, cw, C, dtype)
+local function weight_vector(fname, cw, C, dtype, device)
   local w = {}
   for c = 1, C do w[c] = 1 end
   for c, v in pairs(cw) do
@@ -144,7 +151,7 @@ local function weight_vector(fname, cw, C, dtype)
     end
     w[c] = v
   end
-  return lunar.tensor(w, {dtype = dtype})
+  return lunar.tensor(w, {dtype = dtype, device = device})
 end
 
 -- the batch's loss with class weights: cross-entropy takes them as its weight option,
@@ -153,7 +160,7 @@ end
 local function weighted_loss(fname, L, out, y, cw)
   if cw == nil then return L.fn(out, y) end
   if L.ce then
-    return L.fn(out, y, weight_vector(fname, cw, out:size(2), out:dtype()))
+    return L.fn(out, y, weight_vector(fname, cw, out:size(2), out:dtype(), out:device()))
   end
   if L.per_sample == nil then
     error(fname .. ": class_weight needs a named loss or CrossEntropyLoss/NLLLoss (got "
@@ -166,7 +173,7 @@ local function weighted_loss(fname, L, out, y, cw)
     local key = math.tointeger(c) or c
     ws[i] = cw[key] or 1
   end
-  local w = lunar.tensor(ws, {dtype = per:dtype()})
+  local w = lunar.tensor(ws, {dtype = per:dtype(), device = per:device()})
   return (per * w):sum() / w:sum()
 end
 
@@ -252,7 +259,7 @@ local function run_eval(fname, model, loader, L, ms, cw)
   model:eval()
   lunar.no_grad(function()
     for _, batch in loader:enumerate() do
-      local xb, yb = unbatch(batch)
+      local xb, yb = unbatch(batch, model)
       if yb == nil then error(fname .. ": the data has no targets", 5) end
       local out = model(xb)
       local n = out:size(1)
@@ -302,7 +309,7 @@ function M.predict(model, X, opts)
   model:eval()
   lunar.no_grad(function()
     for _, batch in loader:enumerate() do
-      local xb = unbatch(batch)
+      local xb = unbatch(batch, model)
       outs[#outs + 1] = model(xb)
     end
   end)
@@ -473,7 +480,7 @@ function M.fit(model, d, opts)
     local r = running(names)
     for b, batch in loader:enumerate() do
       call(cbs, "on_batch_begin", b, {})
-      local xb, yb = unbatch(batch)
+      local xb, yb = unbatch(batch, model)
       if yb == nil then error("fit: the data has no targets (give {X, y})", 2) end
       opt:zero_grad()
       local out = model(xb)
