@@ -28,7 +28,8 @@ describe("default device", function()
     H.raises(function() lunar.set_default_device("tpu") end, "unknown device 'tpu'")
     H.raises(function() lunar.zeros(2, {device = "gpu:1"}) end, "unknown device 'gpu:1'")
     H.raises(function() lunar.zeros(2, {device = 3}) end, "unknown device '3'")
-    local out = run("LUNAR_DEVICE=vulkan", 'local l = require("lunar"); print(l.ones(1):sum():item())')
+    local out = run("LUNAR_DEVICE=vulkan",
+                    'local l = require("lunar"); print(l.ones(1):sum():item())')
     assert.truthy(out:find("LUNAR_DEVICE='vulkan': device: unknown device 'vulkan'", 1, true), out)
     assert.are.equal("cpu", lunar.get_default_device()) -- unchanged by the failures
   end)
@@ -178,8 +179,7 @@ end)
 
 describe("empty_cache #opencl", function()
   it("releases the OpenCL pools and the device keeps working", function()
-    local x = lunar.ones(1000, {device = DEV})
-    x = nil -- luacheck: ignore
+    do local _ = lunar.ones(1000, {device = DEV}) end
     collectgarbage()
     lunar.empty_cache()
     assert.are.equal(2000, (lunar.ones(1000, {device = DEV}) * 2):sum():item())
