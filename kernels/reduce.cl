@@ -90,3 +90,96 @@
         lunar_store(o, odt, oo + lunar_dot(kc, ok), s, is, exact);                            \
     }
 LUNAR_ALL_TYPES(DEF_REDUCE)
+
+/* ---- two stages, for few outputs over many elements ----
+ * One work-item per output walks every reduced element above, which leaves a device idle
+ * when there are few outputs (a full sum is one work-item). Here stage one splits each
+ * output's reduced elements into `parts` fixed chunks (work-item g = output * parts + part)
+ * and writes a partial; stage two combines each output's partials in order and finishes
+ * (mean's division, the norm's root). Only the ops whose partials combine are sent here
+ * (sum, mean, prod, max, min, all, any, norm); the chunking is fixed, so results are
+ * deterministic. Integer sums and products keep exact partials in `ip`. */
+#define DEF_REDUCE_PARTIAL(N, T)                                                              \
+    __kernel void reduce_partial_##N(__global acc_t *part, __global long *ip,                 \
+                                     __global const T *x, long xo, long8 xk, long8 xr,       \
+                                     long n_out, int nk, long8 ks, long count, int nr,       \
+                                     long8 rs, int op, acc_t param, long parts) {            \
+        long g = get_global_id(0);                                                            \
+        if (g >= n_out * parts) return;                                                       \
+        long o = g / parts, p = g % parts, chunk = (count + parts - 1) / parts;               \
+        long j0 = p * chunk, j1 = min(count, j0 + chunk);                                     \
+        long base = xo + lunar_dot(lunar_coords(o, nk, ks), xk);                              \
+        acc_t s = 0;                                                                          \
+        long is = op == R_PROD ? 1 : 0;                                                       \
+        int nan = 0;                                                                          \
+        if (op == R_PROD || op == R_ALL) s = 1;                                               \
+        if (op == R_MAX) s = -INFINITY;                                                       \
+        if (op == R_MIN) s = INFINITY;                                                        \
+        for (long j = j0; j < j1; j++) {                                                      \
+            T e = x[base + lunar_dot(lunar_coords(j, nr, rs), xr)];                           \
+            acc_t v = (acc_t)e;                                                               \
+            switch (op) {                                                                     \
+            case R_SUM:                                                                       \
+            case R_MEAN: s += v; is += (long)e; break;                                        \
+            case R_PROD: s *= v; is *= (long)e; break;                                        \
+            case R_MAX:                                                                       \
+                if (v != v) nan = 1;                                                          \
+                else if (v > s) s = v;                                                        \
+                break;                                                                        \
+            case R_MIN:                                                                       \
+                if (v != v) nan = 1;                                                          \
+                else if (v < s) s = v;                                                        \
+                break;                                                                        \
+            case R_ALL: s = s != 0 && v != 0; break;                                          \
+            case R_ANY: s = s != 0 || v != 0; break;                                          \
+            case R_NORM: {                                                                    \
+                acc_t m = fabs(v);                                                            \
+                if (isinf(param)) {                                                           \
+                    if (m != m) nan = 1;                                                      \
+                    else if (m > s) s = m;                                                    \
+                } else if (param == 0) s += v != 0;                                           \
+                else if (param == 1) s += m;                                                  \
+                else if (param == 2) s += m * m;                                              \
+                else s += pow(m, param);                                                      \
+                break;                                                                        \
+            }                                                                                 \
+            default: break;                                                                   \
+            }                                                                                 \
+        }                                                                                     \
+        part[g] = nan ? NAN : s;                                                              \
+        ip[g] = is;                                                                           \
+    }
+LUNAR_ALL_TYPES(DEF_REDUCE_PARTIAL)
+
+/* partials [n_out, parts] -> o [kept...] of dtype odt */
+__kernel void reduce_combine(__global uchar *o, int odt, long oo, long8 ok, int nk, long8 ks,
+                             __global const acc_t *part, __global const long *ip, long n_out,
+                             long parts, long count, int op, acc_t param, int exact) {
+    long g = get_global_id(0);
+    if (g >= n_out) return;
+    __global const acc_t *pp = part + g * parts;
+    __global const long *ipp = ip + g * parts;
+    acc_t s = pp[0];
+    long is = ipp[0];
+    int nan = s != s;
+    for (long p = 1; p < parts; p++) {
+        acc_t v = pp[p];
+        if (v != v) nan = 1;
+        switch (op) {
+        case R_SUM:
+        case R_MEAN: s += v; is += ipp[p]; break;
+        case R_PROD: s *= v; is *= ipp[p]; break;
+        case R_MAX: s = v > s ? v : s; break;
+        case R_MIN: s = v < s ? v : s; break;
+        case R_ALL: s = s != 0 && v != 0; break;
+        case R_ANY: s = s != 0 || v != 0; break;
+        case R_NORM: s = isinf(param) ? (v > s ? v : s) : s + v; break;
+        default: break;
+        }
+    }
+    if (op == R_MEAN) s = count ? s / (acc_t)count : NAN;
+    if (nan && (op == R_MAX || op == R_MIN || (op == R_NORM && isinf(param)))) s = NAN;
+    if (op == R_NORM && !isinf(param) && param != 0 && param != 1)
+        s = param == 2 ? sqrt(s) : pow(s, (acc_t)1 / param);
+    lunar_store(o, odt, oo + lunar_dot(lunar_coords(g, nk, ks), ok), s, is, exact);
+}

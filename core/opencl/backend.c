@@ -104,6 +104,39 @@ static lunar_status ocl_where(lunar_tensor *out, const lunar_tensor *cond, const
 
 /* ---- reductions: x [...] -> out [...] with 1 in the dims of the mask ---- */
 
+static const char *reduce_partial_k[] = OCL_NAMES(reduce_partial);
+
+/* gk: kept dims (x's strides, out's strides), gr: reduced dims (x's strides) */
+static lunar_status reduce_two_stage(lunar_reduce_op op, lunar_tensor *out,
+                                     const lunar_tensor *x, const ocl_geom *gk,
+                                     const ocl_geom *gr, cl_long parts, double param,
+                                     cl_int exact) {
+    int dev = ocl_dev(x);
+    size_t acc_size = ocl_dev_fp64(x) ? 8 : 4, n = (size_t)(gk->n * parts);
+    cl_mem part = ocl_alloc(dev, n * acc_size), ip = ocl_alloc(dev, n * 8);
+    lunar_status st = LUNAR_OK;
+    if (!part || !ip) {
+        st = lunar_fail(LUNAR_ERR_MEMORY, "reduce: out of device memory for %zu partials", n);
+    } else {
+        cl_mem xm = OCL_MEM(x), o = OCL_MEM(out);
+        cl_int nk = gk->nd, nr = gr->nd, cop = op, odt = out->dtype;
+        cl_long xo = x->offset, oo = out->offset, n_out = gk->n, count = gr->n;
+        ocl_scalar p1, p2;
+        ocl_karg a1[] = {A(part), A(ip),  A(xm),           A(xo),        A(gk->strides[0]),
+                         A(gr->strides[0]), A(n_out), A(nk), A(gk->shape), A(count),
+                         A(nr), A(gr->shape), A(cop), ocl_acc_arg(&p1, x, param), A(parts)};
+        st = ocl_launch(dev, reduce_partial_k[x->dtype], n_out * parts, 15, a1);
+        ocl_karg a2[] = {A(o),     A(odt),  A(oo),    A(gk->strides[1]), A(nk), A(gk->shape),
+                         A(part),  A(ip),   A(n_out), A(parts),          A(count), A(cop),
+                         ocl_acc_arg(&p2, x, param), A(exact)};
+        if (st == LUNAR_OK) st = ocl_launch(dev, "reduce_combine", n_out, 14, a2);
+    }
+    /* the queue is in order: a buffer handed back here is reused only by later kernels */
+    ocl_free(dev, part, n * acc_size);
+    ocl_free(dev, ip, n * 8);
+    return st;
+}
+
 static lunar_status ocl_reduce(lunar_reduce_op op, lunar_tensor *out, const lunar_tensor *x,
                                uint32_t dims, double param) {
     /* kept dims: shape, x's strides, out's strides; reduced dims: shape, x's strides */
@@ -129,6 +162,12 @@ static lunar_status ocl_reduce(lunar_reduce_op op, lunar_tensor *out, const luna
     cl_int exact = !lunar_dtype_is_float(x->dtype) &&
                    (op == LUNAR_OP_SUM || op == LUNAR_OP_PROD);
     cl_long oo = out->offset, xo = x->offset, n_out = gk.n, count = gr.n;
+    /* few long reductions: split each into parts (see reduce.cl), about 4096 work-items
+     * in all and at least 512 elements a part */
+    cl_long parts = n_out < 4096 ? 4096 / n_out : 1;
+    if (parts > count / 512) parts = count / 512;
+    if (parts >= 2 && op != LUNAR_OP_LOGSUMEXP && op != LUNAR_OP_VAR)
+        return reduce_two_stage(op, out, x, &gk, &gr, parts, param, exact);
     ocl_scalar p;
     ocl_karg args[] = {A(o),     A(odt), A(oo),       A(gk.strides[1]), A(xm),       A(xo),
                        A(gk.strides[0]), A(gr.strides[0]), A(n_out), A(nk), A(gk.shape), A(count),
