@@ -38,6 +38,7 @@ typedef union {
 
 /* The coordinates of row-major element i of shape (nd dims used). */
 inline long8 lunar_coords(long i, int nd, long8 shape) {
+    if (nd == 1) return (long8)(i, 0, 0, 0, 0, 0, 0, 0); /* merged contiguous: no division */
     lunar_dims sh, c;
     sh.v = shape;
     c.v = (long8)(0);
