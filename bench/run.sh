@@ -8,7 +8,8 @@
 # Knobs: LUA (lua5.4), PYTHON (/usr/bin/python3), BENCH_THREADS ("1 <nproc>"),
 # BENCH_STARTUP_RUNS (7), BENCH_TRAIN (1; 0 skips the training figures), BENCH_OPS (1; 0
 # skips the op and startup figures, leaving the training ones).
-# BENCH_THREADS=none skips the op and training figures (startup only).
+# BENCH_THREADS=none skips the op and training figures (startup only). BENCH_OPENCL (1; 0
+# skips the OpenCL figures), BENCH_OCL_STEPS (20) timed training steps on OpenCL.
 set -e
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
@@ -87,6 +88,25 @@ if [ "$OPS" != 0 ]; then
   "$PYTHON" bench/startup.py bare "$RUNS" "$PYTHON" -c '' >> "$OUT/startup_torch.txt"
   collect lunar "$ncpu" < "$OUT/startup_lunar.txt"
   collect torch "$ncpu" < "$OUT/startup_torch.txt"
+fi
+
+# OpenCL (issue #4): the op figures and the training figures on the first OpenCL device
+# (PoCL here: a CPU device, so these prove the path, not speed), beside lunar's CPU figures
+# at all cores. Training on the device runs BENCH_OCL_STEPS timed steps (PoCL is slow).
+OCL=${BENCH_OPENCL:-1}
+if [ "$OCL" != 0 ] && "$LUA" -e 'os.exit(#require("lunar").devices() > 0 and 0 or 1)'; then
+  echo "bench: OpenCL ops ..." >&2
+  "$LUA" bench/opencl.lua > "$OUT/opencl.txt"
+  collect lunar "$ncpu" < "$OUT/opencl.txt"
+  if [ "$TRAIN" != 0 ] && [ -f "$OUT/train_init.safetensors" ]; then
+    for m in mlp lenet; do
+      echo "bench: OpenCL training, $m ..." >&2
+      BENCH_DEVICE=opencl BENCH_STEPS=${BENCH_OCL_STEPS:-20} \
+        "$LUA" bench/train.lua $m "$OUT/train_init.safetensors" > "$OUT/train_opencl_$m.txt"
+      collect lunar "$ncpu" < "$OUT/train_opencl_$m.txt"
+    done
+  fi
+  ocl_device=$("$LUA" -e 'print(require("lunar").devices()[1].name)')
 fi
 
 # The table: figure, threads, lunar, reference, lunar/reference, goal, met.
@@ -168,6 +188,27 @@ awk -F '\t' '
         if (!(("lunar," t "," k "_check_rel") in v)) continue
         printf "check, %s thread(s): %s, first 5 losses from the same weights and data: lunar vs torch max rel diff %s (<= 1e-4)\n", t, k, v["lunar," t "," k "_check_rel"]
       }
+    }
+    # OpenCL beside the CPU (all cores): reference = lunar on the CPU
+    t = "'"$ncpu"'"; L = "lunar," t ","
+    if ((L "ocl_matmul_gflops") in v) {
+      print ""
+      print "OpenCL device: '"${ocl_device:-none}"'; reference = lunar on the CPU, " t " threads"
+      print ""
+      printf "| %-34s | %2s | %10s | %10s | %-7s | %6s | %-8s | %-3s |\n", "figure", "th", "opencl", "cpu", "unit", "ratio", "goal", "met"
+      printf "|%s|%s|%s|%s|%s|%s|%s|%s|\n", "------------------------------------", "----", "------------", "------------", "---------", "--------", "----------", "-----"
+      row("OpenCL tiny add (4 floats)", t, v[L "ocl_add_tiny_us"], v[L "add_tiny_us"], "us/op", "", "")
+      row("OpenCL matmul 1024^3", t, v[L "ocl_matmul_gflops"], v[L "matmul_gflops"], "GFLOP/s", "", "")
+      row("OpenCL add 1e7 floats", t, v[L "ocl_add_gbps"], v[L "add_gbps"], "GB/s", "", "")
+      row("OpenCL sum 1e7 floats", t, v[L "ocl_sum_gbps"], v[L "sum_gbps"], "GB/s", "", "")
+      row("OpenCL MLP train, batch 64", t, v[L "ocl_mlp_train_sps"], v[L "mlp_train_sps"], "smp/s", "", "")
+      row("OpenCL LeNet-5 train, batch 64", t, v[L "ocl_lenet_train_sps"], v[L "lenet_train_sps"], "smp/s", "", "")
+      for (j = 1; j <= 2; j++) {
+        k = (j == 1) ? "mlp" : "lenet"
+        if ((L "ocl_" k "_check_rel") in v)
+          printf "check, OpenCL: %s, first 5 losses from the same weights and data: lunar on OpenCL vs torch max rel diff %s (<= 1e-4)\n", k, v[L "ocl_" k "_check_rel"]
+      }
+      print ""
     }
     for (i = 1; i <= nt; i++) {
       t = ths[i]

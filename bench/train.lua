@@ -11,12 +11,19 @@
 -- must reproduce (they also serve as warm-up).
 -- The model is built as a user would build it and the weights copied in with
 -- load_state_dict; PyTorch names Sequential children "0", "1", ..., lunar "1", "2", ....
+-- BENCH_DEVICE=opencl runs mlp and lenet on that device (model and batches moved there;
+-- the same loss check; figures named "ocl_..."), BENCH_STEPS sets the timed steps.
 local lunar = require("lunar")
 local nn = require("lunar.nn")
 
 local clock = lunar.clock
 local BATCH, NBATCHES, CHECK_STEPS = 64, 16, 5
 local WARMUP, STEPS, REPEATS = 20, 200, 3 -- the figure: median over REPEATS runs of STEPS
+local DEVICE = os.getenv("BENCH_DEVICE")
+if DEVICE == "" or DEVICE == "cpu" then DEVICE = nil end
+local PREFIX = DEVICE and "ocl_" or ""
+STEPS = tonumber(os.getenv("BENCH_STEPS") or "") or STEPS
+if DEVICE then WARMUP = math.min(WARMUP, STEPS) end
 local LR, MOMENTUM = 0.01, 0.9
 local CHECK_RTOL = 1e-4
 
@@ -63,6 +70,7 @@ local function model_from(kind)
         local i, rest = name:match("^" .. kind .. "%.(%d+)%.(.+)$")
         if i then sd[(tonumber(i) + 1) .. "." .. rest] = t end
     end
+    if DEVICE then model:to(DEVICE) end
     model:load_state_dict(sd)
     return model
 end
@@ -72,6 +80,7 @@ local function batches(kind)
     for k = 1, NBATCHES do
         xs[k] = data.x[k]:view(shapes[kind])
         ys[k] = data.y[k] + 1 -- lunar's classes are 1-based
+        if DEVICE then xs[k], ys[k] = xs[k]:to(DEVICE), ys[k]:to(DEVICE) end
     end
     return xs, ys
 end
@@ -100,7 +109,7 @@ local function bench_train(kind)
         local got, want = train_steps(model, opt, xs, ys, 1, i):item(), ref[i + 1]
         worst = math.max(worst, math.abs(got - want) / math.abs(want))
     end
-    report(kind .. "_check_rel", worst, "rel")
+    report(PREFIX .. kind .. "_check_rel", worst, "rel")
     if worst ~= worst or worst > CHECK_RTOL then
         error(("%s: the first %d losses differ from PyTorch's by %g relative (> %g)")
             :format(kind, CHECK_STEPS, worst, CHECK_RTOL))
@@ -114,7 +123,7 @@ local function bench_train(kind)
         rates[r] = STEPS * BATCH / (clock() - t0)
     end
     assert(loss == loss and loss < 10, "training diverged")
-    report(kind .. "_train_sps", median(rates), "samples/s")
+    report(PREFIX .. kind .. "_train_sps", median(rates), "samples/s")
 end
 
 local function bench_infer()
@@ -202,7 +211,7 @@ elseif builders[mode] then
 else
     error("train.lua: unknown mode '" .. mode .. "' (mlp, lenet or infer)")
 end
-if mode == "mlp" then
+if mode == "mlp" and not DEVICE then
     report("threads", lunar.get_num_threads(), "threads")
     report("mlp_train_rss_mb", peak_rss_mb(), "MB")
 end
