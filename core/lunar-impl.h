@@ -80,6 +80,10 @@ void lunar_storage_release(lunar_storage *s);
 /* A fresh contiguous tensor on the same device as like (or the CPU when like is NULL). */
 lunar_status lunar_tensor_new(lunar_tensor **out, int ndim, const int64_t *shape, lunar_dtype dt,
                               const lunar_tensor *like);
+/* A fresh tensor filled with value on like's device (constants inside an op or a backward
+ * rule must live where the op runs, not on the CPU). */
+lunar_status lunar_full_like(lunar_tensor **out, int ndim, const int64_t *shape, lunar_dtype dt,
+                             double value, const lunar_tensor *like);
 /* A new tensor struct over x's storage with the given geometry and no autograd state. */
 lunar_tensor *lunar_tensor_alias(const lunar_tensor *x, int ndim, const int64_t *shape,
                                  const int64_t *strides, int64_t offset);

@@ -150,7 +150,7 @@ lunar_status lunar_unary(lunar_tensor **out, lunar_unary_op op, lunar_tensor *x,
 static lunar_tensor *zero_where(gx *c, lunar_tensor *mask, lunar_tensor *x) {
     if (!mask || !x || c->st != LUNAR_OK) return NULL;
     lunar_tensor *zero = NULL, *r = NULL;
-    c->st = lunar_full(&zero, 0, NULL, x->dtype, 0);
+    c->st = lunar_full_like(&zero, 0, NULL, x->dtype, 0, x);
     if (c->st == LUNAR_OK) c->st = lunar_where(&r, mask, zero, x);
     lunar_tensor_release(zero);
     return c->st == LUNAR_OK ? gx_add(c, r) : NULL;
@@ -355,7 +355,7 @@ lunar_status lunar_binary_scalar(lunar_tensor **out, lunar_binary_op op, lunar_t
 static lunar_status where_backward(lunar_node *n, lunar_tensor *g, lunar_tensor **gi) {
     lunar_tensor *cond, *zero = NULL;
     LUNAR_CHECK(lunar_node_saved(n, 0, &cond));
-    LUNAR_CHECK(lunar_full(&zero, 0, NULL, g->dtype, 0));
+    LUNAR_CHECK(lunar_full_like(&zero, 0, NULL, g->dtype, 0, g));
     lunar_status st = LUNAR_OK;
     if (lunar_node_needs(n, 1)) st = lunar_where(&gi[1], cond, g, zero);
     if (st == LUNAR_OK && lunar_node_needs(n, 2)) st = lunar_where(&gi[2], cond, zero, g);

@@ -236,7 +236,7 @@ static lunar_status class_denom(lunar_tensor **out, lunar_tensor *t, lunar_tenso
     gx_add(&k, vf);
     if (w && k.st == LUNAR_OK) {
         lunar_tensor *zero = NULL, *tc = NULL, *flat = NULL, *wt = NULL;
-        k.st = lunar_scalar(&zero, 0, LUNAR_I64);
+        k.st = lunar_full_like(&zero, 0, NULL, LUNAR_I64, 0, t);
         gx_add(&k, zero);
         if (k.st == LUNAR_OK) k.st = lunar_where(&tc, valid, t, zero);
         gx_add(&k, tc);
@@ -431,7 +431,7 @@ lunar_status lunar_nll_loss(lunar_tensor **out, lunar_tensor *x, lunar_tensor *t
     if (k.st == LUNAR_OK) k.st = class_weight(op, &w, o->weight, c, x);
     gx_add(&k, w);
     lunar_tensor *valid = gx_scal(&k, LUNAR_OP_NE, t, (double)o->ignore_index);
-    if (k.st == LUNAR_OK) k.st = lunar_scalar(&zero, 0, LUNAR_I64);
+    if (k.st == LUNAR_OK) k.st = lunar_full_like(&zero, 0, NULL, LUNAR_I64, 0, t);
     gx_add(&k, zero);
     if (k.st == LUNAR_OK) k.st = lunar_where(&tc, valid, t, zero);
     gx_add(&k, tc);

@@ -60,7 +60,7 @@ static lunar_status reduce_backward(lunar_node *n, lunar_tensor *g, lunar_tensor
                            * one zero only that element gets the prod of the rest; else 0 */
         lunar_tensor *isz = gx_scal(&c, LUNAR_OP_EQ, x, 0), *one = NULL, *x1 = NULL;
         lunar_tensor *nz = NULL, *p1 = NULL, *q = NULL, *pe = NULL;
-        if (c.st == LUNAR_OK) c.st = lunar_scalar(&one, 1, x->dtype);
+        if (c.st == LUNAR_OK) c.st = lunar_full_like(&one, 0, NULL, x->dtype, 1, x);
         gx_add(&c, one);
         if (c.st == LUNAR_OK) c.st = lunar_where(&x1, isz, one, x);
         gx_add(&c, x1);
@@ -247,7 +247,7 @@ static lunar_status max_dim_backward(lunar_node *n, lunar_tensor *g, lunar_tenso
         gx_add(&c, arv);
     }
     lunar_tensor *hit = gx_bin(&c, LUNAR_OP_EQ, arv, idx); /* x's shape by broadcasting */
-    if (c.st == LUNAR_OK) c.st = lunar_scalar(&zero, 0, g->dtype);
+    if (c.st == LUNAR_OK) c.st = lunar_full_like(&zero, 0, NULL, g->dtype, 0, g);
     gx_add(&c, zero);
     if (c.st == LUNAR_OK) { /* where, not a product: an inf in g must not become nan */
         c.st = lunar_where(&r, hit, gk, zero);
@@ -353,9 +353,9 @@ static lunar_status scan_backward(lunar_node *n, lunar_tensor *g, lunar_tensor *
     lunar_tensor *y1 = NULL, *a = NULL, *b = NULL, *ab = NULL, *r = NULL;
     c.st = lunar_node_saved(n, 0, &x);
     if (c.st == LUNAR_OK) c.st = lunar_node_saved(n, 1, &y);
-    if (c.st == LUNAR_OK) c.st = lunar_scalar(&one, 1, x->dtype);
+    if (c.st == LUNAR_OK) c.st = lunar_full_like(&one, 0, NULL, x->dtype, 1, x);
     gx_add(&c, one);
-    if (c.st == LUNAR_OK) c.st = lunar_scalar(&zero, 0, x->dtype);
+    if (c.st == LUNAR_OK) c.st = lunar_full_like(&zero, 0, NULL, x->dtype, 0, x);
     gx_add(&c, zero);
     lunar_tensor *isz = gx_scal(&c, LUNAR_OP_EQ, x, 0);
     if (c.st == LUNAR_OK) c.st = scan_op(&nz, isz, dim, false); /* zeros seen so far */

@@ -682,7 +682,7 @@ static lunar_status pad_backward(lunar_node *n, lunar_tensor *g, lunar_tensor **
             gi[0] = window_alias(g, os, len);
             return gi[0] ? LUNAR_OK : oom("pad");
         }
-        LUNAR_CHECK(lunar_zeros(&gi[0], in->ndim, in->shape, g->dtype));
+        LUNAR_CHECK(lunar_full_like(&gi[0], in->ndim, in->shape, g->dtype, 0, g));
         return copy_release("pad", window_alias(gi[0], xs, len), window_alias(g, os, len));
     }
     lunar_tensor *cur;

@@ -29,7 +29,7 @@ static lunar_status view_backward(lunar_node *n, lunar_tensor *g, lunar_tensor *
         return LUNAR_OK;
     case V_NARROW: {
         lunar_tensor *z, *w = NULL, *gg = g;
-        LUNAR_CHECK(lunar_zeros(&z, in->ndim, in->shape, g->dtype));
+        LUNAR_CHECK(lunar_full_like(&z, in->ndim, in->shape, g->dtype, 0, g));
         int dim = (int)n->i[1];
         st = lunar_slice(&w, z, dim, n->i[2], n->i[3], n->i[4]);
         if (st == LUNAR_OK && n->i[5]) /* select dropped dim: put it back */
@@ -45,7 +45,7 @@ static lunar_status view_backward(lunar_node *n, lunar_tensor *g, lunar_tensor *
         int dim = (int)n->i[1];
         int64_t size = n->i[2], step = n->i[3], count = g->shape[dim];
         lunar_tensor *z;
-        LUNAR_CHECK(lunar_zeros(&z, in->ndim, in->shape, g->dtype));
+        LUNAR_CHECK(lunar_full_like(&z, in->ndim, in->shape, g->dtype, 0, g));
         for (int64_t k = 0; k < count && st == LUNAR_OK; k++) {
             lunar_tensor *win = NULL, *gk = NULL, *gm = NULL;
             st = lunar_narrow(&win, z, dim, k * step, size);

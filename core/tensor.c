@@ -358,12 +358,17 @@ lunar_status lunar_empty(lunar_tensor **out, int ndim, const int64_t *shape, lun
     return lunar_tensor_new(out, ndim, shape, dt, NULL);
 }
 
-lunar_status lunar_full(lunar_tensor **out, int ndim, const int64_t *shape, lunar_dtype dt,
-                        double value) {
-    LUNAR_CHECK(lunar_tensor_new(out, ndim, shape, dt, NULL));
+lunar_status lunar_full_like(lunar_tensor **out, int ndim, const int64_t *shape, lunar_dtype dt,
+                             double value, const lunar_tensor *like) {
+    LUNAR_CHECK(lunar_tensor_new(out, ndim, shape, dt, like));
     lunar_status st = LUNAR_KERNEL((*out)->storage->backend, fill, *out, value);
     if (st != LUNAR_OK) lunar_tensor_release(*out);
     return st;
+}
+
+lunar_status lunar_full(lunar_tensor **out, int ndim, const int64_t *shape, lunar_dtype dt,
+                        double value) {
+    return lunar_full_like(out, ndim, shape, dt, value, NULL);
 }
 
 lunar_status lunar_zeros(lunar_tensor **out, int ndim, const int64_t *shape, lunar_dtype dt) {

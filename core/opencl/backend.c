@@ -287,6 +287,13 @@ const lunar_backend lunar_opencl_backend = {
 
 
     /* nn.c: softmax, cross_entropy, moments, normalize and their backward */
+    .softmax = ocl_softmax,
+    .softmax_backward = ocl_softmax_backward,
+    .cross_entropy = ocl_cross_entropy,
+    .cross_entropy_backward = ocl_cross_entropy_backward,
+    .moments = ocl_moments,
+    .normalize = ocl_normalize,
+    .normalize_backward = ocl_normalize_backward,
 
 
     /* random.c, optim.c */

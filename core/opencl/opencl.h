@@ -119,6 +119,23 @@ ocl_karg ocl_acc_arg(ocl_scalar *s, const lunar_tensor *t, double v);
 
 /* ---- op families' backend entries (one block per file) ---- */
 
+/* nn.c: softmax, cross-entropy, moments / normalisation (contracts in lunar-impl.h) */
+lunar_status ocl_softmax(lunar_tensor *y, const lunar_tensor *x, bool log_);
+lunar_status ocl_softmax_backward(lunar_tensor *gx, const lunar_tensor *g, const lunar_tensor *y,
+                                  bool log_);
+lunar_status ocl_cross_entropy(lunar_tensor *loss, lunar_tensor *lse, const lunar_tensor *z,
+                               const lunar_tensor *t, const lunar_tensor *w, int64_t ignore,
+                               double smoothing);
+lunar_status ocl_cross_entropy_backward(lunar_tensor *gz, const lunar_tensor *g,
+                                        const lunar_tensor *z, const lunar_tensor *lse,
+                                        const lunar_tensor *t, const lunar_tensor *w,
+                                        int64_t ignore, double smoothing);
+lunar_status ocl_moments(lunar_tensor *mean, lunar_tensor *var, const lunar_tensor *x);
+lunar_status ocl_normalize(lunar_tensor *y, const lunar_tensor *x, const lunar_tensor *mean,
+                           const lunar_tensor *rstd);
+lunar_status ocl_normalize_backward(lunar_tensor *gx, const lunar_tensor *g,
+                                    const lunar_tensor *xh, const lunar_tensor *rstd);
+
 extern const char lunar_opencl_source[];
 
 #endif
