@@ -146,11 +146,22 @@ lunar_status lunar_unary(lunar_tensor **out, lunar_unary_op op, lunar_tensor *x,
 
 /* ---- binary ---- */
 
+/* A 0-d zero of x's dtype on x's device (where's operands share one device). */
+static lunar_status zero_like(lunar_tensor **zero, const lunar_tensor *x) {
+    LUNAR_CHECK(lunar_tensor_new(zero, 0, NULL, x->dtype, x));
+    lunar_status st = LUNAR_KERNEL(lunar_tensor_backend(x), fill, *zero, 0);
+    if (st != LUNAR_OK) {
+        lunar_tensor_release(*zero);
+        *zero = NULL;
+    }
+    return st;
+}
+
 /* x, with 0 where mask is true (multiplying by the mask would keep NaNs and infinities). */
 static lunar_tensor *zero_where(gx *c, lunar_tensor *mask, lunar_tensor *x) {
     if (!mask || !x || c->st != LUNAR_OK) return NULL;
     lunar_tensor *zero = NULL, *r = NULL;
-    c->st = lunar_full(&zero, 0, NULL, x->dtype, 0);
+    c->st = zero_like(&zero, x);
     if (c->st == LUNAR_OK) c->st = lunar_where(&r, mask, zero, x);
     lunar_tensor_release(zero);
     return c->st == LUNAR_OK ? gx_add(c, r) : NULL;
@@ -355,7 +366,7 @@ lunar_status lunar_binary_scalar(lunar_tensor **out, lunar_binary_op op, lunar_t
 static lunar_status where_backward(lunar_node *n, lunar_tensor *g, lunar_tensor **gi) {
     lunar_tensor *cond, *zero = NULL;
     LUNAR_CHECK(lunar_node_saved(n, 0, &cond));
-    LUNAR_CHECK(lunar_full(&zero, 0, NULL, g->dtype, 0));
+    LUNAR_CHECK(zero_like(&zero, g));
     lunar_status st = LUNAR_OK;
     if (lunar_node_needs(n, 1)) st = lunar_where(&gi[1], cond, g, zero);
     if (st == LUNAR_OK && lunar_node_needs(n, 2)) st = lunar_where(&gi[2], cond, zero, g);

@@ -63,6 +63,26 @@ static lunar_dtype opt_dtype(lua_State *L, int opts, lunar_dtype def) {
     return name ? lunar_lua_dtype_from_name(L, name) : def;
 }
 
+/* A fresh tensor on the device that opts names ({device = "opencl:1"} or a lunar.device()
+ * handle): the random constructors then draw with that device's kernel. False without one. */
+static bool opt_device_tensor(lua_State *L, int opts, lunar_tensor **t, int ndim,
+                              const int64_t *shape, lunar_dtype dt) {
+    if (!opts) return false;
+    int top = lua_gettop(L);
+    lua_getfield(L, opts, "device");
+    if (lua_isnil(L, -1)) {
+        lua_settop(L, top);
+        return false;
+    }
+    const char *name = lunar_lua_device_name(L, lua_gettop(L));
+    const lunar_backend *be;
+    int dev;
+    LUNAR_LUA_TRY(L, lunar_device_parse(name, &be, &dev));
+    LUNAR_LUA_TRY(L, lunar_tensor_new_on(t, ndim, shape, dt, be, dev));
+    lua_settop(L, top);
+    return true;
+}
+
 /* Pushes t, first making it require grad when the options ask for it. */
 static int push_result(lua_State *L, lunar_tensor *t, int opts) {
     if (lunar_lua_optbool(L, opts, "requires_grad", false) &&
@@ -212,8 +232,16 @@ static int rand_shape(lua_State *L, bool normal) {
     lunar_dtype dt = opt_dtype(L, opts, lunar_lua_default_dtype());
     lunar_generator *g = opt_gen(L, opts);
     lunar_tensor *t;
-    if (normal) LUNAR_LUA_TRY(L, lunar_randn(&t, ndim, shape, dt, g));
-    else LUNAR_LUA_TRY(L, lunar_rand(&t, ndim, shape, dt, g));
+    if (lunar_dtype_is_float(dt) && opt_device_tensor(L, opts, &t, ndim, shape, dt)) {
+        if ((normal ? lunar_normal_(t, 0, 1, g) : lunar_uniform_(t, 0, 1, g)) != LUNAR_OK) {
+            lunar_tensor_release(t);
+            return lunar_lua_raise(L);
+        }
+    } else if (normal) {
+        LUNAR_LUA_TRY(L, lunar_randn(&t, ndim, shape, dt, g));
+    } else {
+        LUNAR_LUA_TRY(L, lunar_rand(&t, ndim, shape, dt, g));
+    }
     return push_result(L, t, opts);
 }
 
@@ -261,8 +289,16 @@ static int l_randint(lua_State *L) {
     int64_t shape[LUNAR_MAX_DIMS];
     int opts = check_opts(L, lunar_lua_shape(L, idx, &ndim, shape), "randint");
     lunar_tensor *t;
-    LUNAR_LUA_TRY(L, lunar_randint(&t, low, high, ndim, shape, opt_dtype(L, opts, LUNAR_I64),
-                                   opt_gen(L, opts)));
+    lunar_dtype dt = opt_dtype(L, opts, LUNAR_I64);
+    lunar_generator *g = opt_gen(L, opts);
+    if (opt_device_tensor(L, opts, &t, ndim, shape, dt)) {
+        if (lunar_randint_(t, low, high, g) != LUNAR_OK) {
+            lunar_tensor_release(t);
+            return lunar_lua_raise(L);
+        }
+    } else {
+        LUNAR_LUA_TRY(L, lunar_randint(&t, low, high, ndim, shape, dt, g));
+    }
     return push_result(L, t, opts);
 }
 

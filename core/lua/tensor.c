@@ -211,8 +211,9 @@ static int create(lua_State *L, creation kind, bool like) {
     int ndim, idx = 1;
     int64_t shape[LUNAR_MAX_DIMS];
     lunar_dtype dt = lunar_lua_default_dtype();
+    lunar_tensor *x = NULL;
     if (like) {
-        lunar_tensor *x = lunar_lua_check(L, 1);
+        x = lunar_lua_check(L, 1);
         ndim = x->ndim;
         memcpy(shape, x->shape, sizeof(int64_t) * (size_t)ndim);
         dt = x->dtype;
@@ -240,8 +241,17 @@ static int create(lua_State *L, creation kind, bool like) {
     const char *name = lunar_lua_optstring(L, opts, "dtype", NULL);
     if (name) dt = lunar_lua_dtype_from_name(L, name);
     lunar_tensor *t;
-    if (kind == C_EMPTY) LUNAR_LUA_TRY(L, lunar_empty(&t, ndim, shape, dt));
-    else LUNAR_LUA_TRY(L, lunar_full(&t, ndim, shape, dt, value));
+    if (like) { /* on x's device, as an optimizer's state must be beside its parameter */
+        LUNAR_LUA_TRY(L, lunar_tensor_new(&t, ndim, shape, dt, x));
+        if (kind != C_EMPTY && lunar_fill_(t, value) != LUNAR_OK) {
+            lunar_tensor_release(t);
+            return lunar_lua_raise(L);
+        }
+    } else if (kind == C_EMPTY) {
+        LUNAR_LUA_TRY(L, lunar_empty(&t, ndim, shape, dt));
+    } else {
+        LUNAR_LUA_TRY(L, lunar_full(&t, ndim, shape, dt, value));
+    }
     apply_requires_grad(L, t, opts);
     lunar_lua_push(L, t);
     return 1;

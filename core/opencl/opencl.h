@@ -119,6 +119,12 @@ ocl_karg ocl_acc_arg(ocl_scalar *s, const lunar_tensor *t, double v);
 
 /* ---- op families' backend entries (one block per file) ---- */
 
+/* random.c, optim.c: Philox draws and fused optimizer steps (kernels/random.cl, optim.cl) */
+lunar_status ocl_random(lunar_tensor *out, int dist, uint64_t seed, uint64_t offset, double a,
+                        double b);
+lunar_status ocl_optim_step(lunar_optim_kind kind, lunar_tensor *param, const lunar_tensor *grad,
+                            lunar_tensor *const *state, const lunar_optim_hyper *h);
+
 extern const char lunar_opencl_source[];
 
 #endif
