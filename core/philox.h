@@ -1,7 +1,8 @@
 /*
  * philox.h - the Philox 4x32-10 block function and the rules that turn its output into
  * the values of the random family, shared by rng.c (randperm, lunar.philox) and every
- * backend's random kernel. An OpenCL kernel repeats these few lines word for word, so the
+ * backend's random kernel. The OpenCL kernel repeats these few lines word for word in
+ * kernels/random.cl (a kernel cannot include this header: change the two together), so the
  * CPU and the GPU draw the same stream.
  *
  * Philox: Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as easy as 1, 2, 3",

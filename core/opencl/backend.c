@@ -297,5 +297,7 @@ const lunar_backend lunar_opencl_backend = {
 
 
     /* random.c, optim.c */
+    .random = ocl_random,
+    .optim_step = ocl_optim_step,
 
 };

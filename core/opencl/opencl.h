@@ -135,6 +135,11 @@ lunar_status ocl_normalize(lunar_tensor *y, const lunar_tensor *x, const lunar_t
                            const lunar_tensor *rstd);
 lunar_status ocl_normalize_backward(lunar_tensor *gx, const lunar_tensor *g,
                                     const lunar_tensor *xh, const lunar_tensor *rstd);
+/* random.c, optim.c: Philox draws and fused optimizer steps (kernels/random.cl, optim.cl) */
+lunar_status ocl_random(lunar_tensor *out, int dist, uint64_t seed, uint64_t offset, double a,
+                        double b);
+lunar_status ocl_optim_step(lunar_optim_kind kind, lunar_tensor *param, const lunar_tensor *grad,
+                            lunar_tensor *const *state, const lunar_optim_hyper *h);
 
 extern const char lunar_opencl_source[];
 

@@ -39,7 +39,8 @@ function LBFGS:_flat_grad()
   local parts = {}
   for i, p in ipairs(self.param_groups[1].params) do
     local g = p.grad
-    parts[i] = g and g:reshape(-1) or lunar.zeros(p:numel(), {dtype = p:dtype()})
+    -- zeros_like keeps the parameter's device (an OpenCL parameter needs OpenCL zeros)
+    parts[i] = g and g:reshape(-1) or lunar.zeros_like(p):reshape(-1)
   end
   return #parts == 1 and parts[1]:clone() or lunar.cat(parts)
 end

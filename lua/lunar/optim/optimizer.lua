@@ -194,7 +194,9 @@ function Optimizer:load_state_dict(sd)
     if p == nil then error(name .. ":load_state_dict: state for unknown parameter " .. i, 2) end
     local c = {}
     for k, v in pairs(st) do
-      if is_tensor(v) then c[k] = v:to(p:dtype()):clone():contiguous() else c[k] = v end
+      -- on the parameter's device and dtype, as the kernels need (a saved state is on the CPU)
+      if is_tensor(v) then c[k] = v:to(p:dtype()):to(p:device()):clone():contiguous()
+      else c[k] = v end
     end
     state[p] = c
   end
