@@ -214,6 +214,11 @@ describe("opencl pools against the CPU #opencl", function()
       end
       both(function(x) return lunar.max_pool1d(x, 3, {stride = 2, padding = 1}) end,
            {{2, 3, 11}}, dt)
+      -- a window wholly in the padding: -inf, an index past the plane, no gradient
+      local empty = {stride = {2, 1}, padding = {1, 0}, dilation = {3, 1}, ceil_mode = true}
+      max_same(lunar.randn({2, 2, 1, 3}, {dtype = dt}), {2, 1}, empty)
+      both(function(x) return lunar.max_pool2d(x, {2, 1}, empty):clamp(-1, 1) end,
+           {{2, 2, 1, 3}}, dt)
       both(function(x) return lunar.max_pool2d(x:transpose(3, 4), 2) end, {{2, 3, 7, 6}}, dt)
       both(function(x) return lunar.max_pool2d(x, 3, {stride = 1, padding = 1}) end,
            {{3, 6, 5}}, dt) -- unbatched
