@@ -178,7 +178,9 @@ describe("opencl pools against the CPU #opencl", function()
 
   it("max_pool2d values and indices: stride, padding, dilation, ceil_mode", function()
     for _, dt in ipairs(DTYPES) do
-      for _, c in ipairs(max_cases) do max_same(lunar.randn({2, 3, 9, 10}, {dtype = dt}), c[1], c[2]) end
+      for _, c in ipairs(max_cases) do
+        max_same(lunar.randn({2, 3, 9, 10}, {dtype = dt}), c[1], c[2])
+      end
     end
   end)
 
