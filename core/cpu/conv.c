@@ -87,7 +87,9 @@ lunar_status cpu_col2im(lunar_tensor *x, const lunar_tensor *col, const lunar_co
 
 /* ---- max pooling ----
  * Like PyTorch: the first maximum wins, a NaN always wins (so it propagates), and the
- * index starts at the window's first in-bounds element. */
+ * index starts at the window's first in-bounds element. A window wholly in the padding
+ * (dilation with ceil_mode) gives -inf and an index past the plane, which the backward
+ * pass skips. */
 #define MAX_POOL_BODY(T)                                                                      \
     {                                                                                         \
         int64_t planes = g->n * g->c, hw = g->h * g->w, L = g->oh * g->ow;                    \
@@ -132,7 +134,10 @@ lunar_status cpu_col2im(lunar_tensor *x, const lunar_tensor *col, const lunar_co
         for (int64_t p = 0; p < planes; p++) {                                                \
             T *xs = xp + p * hw;                                                              \
             memset(xs, 0, sizeof(T) * (size_t)hw);                                            \
-            for (int64_t i = 0; i < L; i++) xs[ip[p * L + i]] += yp[p * L + i];               \
+            for (int64_t i = 0; i < L; i++) {                                                 \
+                int64_t j = ip[p * L + i];                                                    \
+                if (j >= 0 && j < hw) xs[j] += yp[p * L + i];                                 \
+            }                                                                                 \
         }                                                                                     \
     }
 

@@ -284,6 +284,14 @@ const lunar_backend lunar_opencl_backend = {
 
 
     /* conv.c: im2col, col2im, the pools and their backward */
+    .im2col = ocl_im2col,
+    .col2im = ocl_col2im,
+    .max_pool2d = ocl_max_pool2d,
+    .max_pool2d_backward = ocl_max_pool2d_backward,
+    .avg_pool2d = ocl_avg_pool2d,
+    .avg_pool2d_backward = ocl_avg_pool2d_backward,
+    .adaptive_avg_pool2d = ocl_adaptive_avg_pool2d,
+    .adaptive_avg_pool2d_backward = ocl_adaptive_avg_pool2d_backward,
 
 
     /* nn.c: softmax, cross_entropy, moments, normalize and their backward */

@@ -141,6 +141,21 @@ lunar_status ocl_random(lunar_tensor *out, int dist, uint64_t seed, uint64_t off
 lunar_status ocl_optim_step(lunar_optim_kind kind, lunar_tensor *param, const lunar_tensor *grad,
                             lunar_tensor *const *state, const lunar_optim_hyper *h);
 
+/* conv.c: convolution's columns and the pools (contracts in lunar-impl.h) */
+lunar_status ocl_im2col(lunar_tensor *col, const lunar_tensor *x, const lunar_conv_geom *g);
+lunar_status ocl_col2im(lunar_tensor *x, const lunar_tensor *col, const lunar_conv_geom *g);
+lunar_status ocl_max_pool2d(lunar_tensor *y, lunar_tensor *idx, const lunar_tensor *x,
+                            const lunar_conv_geom *g);
+lunar_status ocl_max_pool2d_backward(lunar_tensor *gx, const lunar_tensor *gy,
+                                     const lunar_tensor *idx, const lunar_conv_geom *g);
+lunar_status ocl_avg_pool2d(lunar_tensor *y, const lunar_tensor *x, const lunar_conv_geom *g);
+lunar_status ocl_avg_pool2d_backward(lunar_tensor *gx, const lunar_tensor *gy,
+                                     const lunar_conv_geom *g);
+lunar_status ocl_adaptive_avg_pool2d(lunar_tensor *y, const lunar_tensor *x,
+                                     const lunar_conv_geom *g);
+lunar_status ocl_adaptive_avg_pool2d_backward(lunar_tensor *gx, const lunar_tensor *gy,
+                                              const lunar_conv_geom *g);
+
 extern const char lunar_opencl_source[];
 
 #endif
