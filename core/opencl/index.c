@@ -15,10 +15,8 @@
 
 static const char *arg_reduce_k[] = OCL_NAMES(arg_reduce), *scan_k[] = OCL_NAMES(scan),
                   *scatter_k[] = OCL_NAMES(scatter), *sort_init_k[] = OCL_NAMES(sort_init),
-                  *sort_merge_k[] = OCL_NAMES(sort_merge),
-                  *sort_store_k[] = OCL_NAMES(sort_store),
-                  *nz_count_k[] = OCL_NAMES(nonzero_count),
-                  *nz_fill_k[] = OCL_NAMES(nonzero_fill);
+                  *sort_merge_k[] = OCL_NAMES(sort_merge), *sort_store_k[] = OCL_NAMES(sort_store),
+                  *nz_count_k[] = OCL_NAMES(nonzero_count), *nz_fill_k[] = OCL_NAMES(nonzero_fill);
 
 /* Lanes longer than this are searched through a sorted copy of the index in scatter. */
 #define SCATTER_WALK_MAX 16
@@ -28,7 +26,8 @@ static const char *arg_reduce_k[] = OCL_NAMES(arg_reduce), *scan_k[] = OCL_NAMES
 /* A long8 of a tensor's first nd values (the rest 0), for unmerged geometry. */
 static cl_long8 long8_of(int nd, const int64_t *v) {
     cl_long8 r;
-    for (int d = 0; d < 8; d++) r.s[d] = d < nd ? v[d] : 0;
+    for (int d = 0; d < 8; d++)
+        r.s[d] = d < nd ? v[d] : 0;
     return r;
 }
 
@@ -54,9 +53,10 @@ lunar_status ocl_arg_reduce(lunar_tensor *values, lunar_tensor *indices, const l
     cl_long vo = values->offset, io = indices->offset, xo = x->offset, xstep = x->strides[dim],
             cl_len = len, n = g.n;
     cl_int nd = g.nd, mn = is_min;
-    ocl_karg args[] = {A(v),     A(vo),     A(g.strides[0]), A(ix), A(io), A(g.strides[1]),
-                       A(xm),    A(xo),     A(g.strides[2]), A(xstep), A(cl_len), A(n),
-                       A(nd),    A(g.shape), A(mn)};
+    ocl_karg args[] = {
+        A(v),  A(vo),           A(g.strides[0]), A(ix),     A(io), A(g.strides[1]), A(xm),
+        A(xo), A(g.strides[2]), A(xstep),        A(cl_len), A(n),  A(nd),           A(g.shape),
+        A(mn)};
     return ocl_launch(ocl_dev(x), arg_reduce_k[x->dtype], g.n, 15, args);
 }
 
@@ -69,11 +69,12 @@ lunar_status ocl_scan(lunar_tensor *out, const lunar_tensor *x, int dim, bool is
     ocl_geom g;
     ocl_geom_init(&g, 2, ts);
     cl_mem o = OCL_MEM(out), xm = OCL_MEM(x);
-    cl_long oo = out->offset, ostep = out->strides[dim], xo = x->offset,
-            xstep = x->strides[dim], cl_len = len, n = g.n;
+    cl_long oo = out->offset, ostep = out->strides[dim], xo = x->offset, xstep = x->strides[dim],
+            cl_len = len, n = g.n;
     cl_int nd = g.nd, prod = is_prod;
-    ocl_karg args[] = {A(o),     A(oo),    A(g.strides[0]), A(ostep), A(xm), A(xo),
-                       A(g.strides[1]), A(xstep), A(cl_len), A(n), A(nd), A(g.shape), A(prod)};
+    ocl_karg args[] = {A(o),  A(oo),           A(g.strides[0]), A(ostep),  A(xm),
+                       A(xo), A(g.strides[1]), A(xstep),        A(cl_len), A(n),
+                       A(nd), A(g.shape),      A(prod)};
     return ocl_launch(ocl_dev(x), scan_k[x->dtype], g.n, 13, args);
 }
 
@@ -96,16 +97,16 @@ static lunar_status gather_run(lunar_tensor *out, const lunar_tensor *x, int dim
     cl_long oo = out->offset, xo = x->offset, xstep = x->strides[dim], size = x->shape[dim],
             io = idx->offset, n = g.n;
     cl_int nd = g.nd;
-    ocl_karg args[] = {A(o),  A(oo), A(g.strides[0]), A(xm), A(xo), A(g.strides[1]), A(xstep),
-                       A(size), A(im), A(io), A(g.strides[2]), A(n), A(nd), A(g.shape)};
+    ocl_karg args[] = {
+        A(o),    A(oo), A(g.strides[0]), A(xm),           A(xo), A(g.strides[1]), A(xstep),
+        A(size), A(im), A(io),           A(g.strides[2]), A(n),  A(nd),           A(g.shape)};
     size_t es = lunar_dtype_size(x->dtype);
     const char *name = es == 1 ? "gather_b1" : es == 4 ? "gather_b4" : "gather_b8";
     return ocl_launch(ocl_dev(out), name, g.n, 14, args);
 }
 
 /* A 1-D index [k] as a view of `shape` that runs along dim (stride 0 elsewhere). */
-static lunar_tensor index_view(const lunar_tensor *index, int ndim, const int64_t *shape,
-                               int dim) {
+static lunar_tensor index_view(const lunar_tensor *index, int ndim, const int64_t *shape, int dim) {
     lunar_tensor v = *index;
     v.ndim = ndim;
     for (int d = 0; d < ndim; d++) {
@@ -147,8 +148,8 @@ static lunar_tensor dim_last(const lunar_tensor *t, int dim) {
 
 /* Sorts every line of x along dim into fresh contiguous *keys (x's dtype) and *pos (int64,
  * positions along dim), lines one after another in row-major order of the other dims. */
-static lunar_status sort_lines(const lunar_tensor *x, int dim, bool descending,
-                               lunar_tensor **keys, lunar_tensor **pos) {
+static lunar_status sort_lines(const lunar_tensor *x, int dim, bool descending, lunar_tensor **keys,
+                               lunar_tensor **pos) {
     int64_t numel = lunar_tensor_numel(x), len = x->ndim ? x->shape[dim] : 1;
     lunar_tensor *k[2] = {NULL, NULL}, *p[2] = {NULL, NULL};
     *keys = *pos = NULL;
@@ -162,8 +163,8 @@ static lunar_status sort_lines(const lunar_tensor *x, int dim, bool descending,
     cl_mem km = OCL_MEM(k[0]), pm = OCL_MEM(p[0]), xm = OCL_MEM(x);
     cl_long xo = x->offset, cl_len = len, n = numel;
     cl_int nd = g.nd, desc = descending;
-    ocl_karg init[] = {A(km), A(pm), A(xm), A(xo), A(g.strides[0]), A(cl_len), A(n), A(nd),
-                       A(g.shape)};
+    ocl_karg init[] = {A(km),     A(pm), A(xm), A(xo),     A(g.strides[0]),
+                       A(cl_len), A(n),  A(nd), A(g.shape)};
     LUNAR_GOTO(ocl_launch(ocl_dev(x), sort_init_k[x->dtype], n, 9, init));
     int cur = 0;
     if (len > 1) {
@@ -188,8 +189,8 @@ done:
 }
 
 /* x: [..., n, ...] -> values (x's dtype), indices (int64, 0-based): x's shape, any strides */
-lunar_status ocl_sort(lunar_tensor *values, lunar_tensor *indices, const lunar_tensor *x,
-                      int dim, bool descending) {
+lunar_status ocl_sort(lunar_tensor *values, lunar_tensor *indices, const lunar_tensor *x, int dim,
+                      bool descending) {
     int64_t numel = lunar_tensor_numel(x);
     if (numel == 0) return LUNAR_OK;
     lunar_tensor *k, *p;
@@ -202,8 +203,8 @@ lunar_status ocl_sort(lunar_tensor *values, lunar_tensor *indices, const lunar_t
     cl_mem vm = OCL_MEM(values), im = OCL_MEM(indices), km = OCL_MEM(k), pm = OCL_MEM(p);
     cl_long vo = values->offset, io = indices->offset, n = numel;
     cl_int nd = g.nd;
-    ocl_karg args[] = {A(vm), A(vo), A(g.strides[0]), A(im), A(io), A(g.strides[1]),
-                       A(km), A(pm), A(n), A(nd), A(g.shape)};
+    ocl_karg args[] = {A(vm), A(vo), A(g.strides[0]), A(im),     A(io), A(g.strides[1]), A(km),
+                       A(pm), A(n),  A(nd),           A(g.shape)};
     lunar_status st = ocl_launch(ocl_dev(x), sort_store_k[x->dtype], n, 11, args);
     lunar_tensor_release(k);
     lunar_tensor_release(p);
@@ -221,8 +222,8 @@ static lunar_status scatter_run(lunar_tensor *dst, int dim, const lunar_tensor *
                                 int sort_dim, const int64_t *lane_strides, bool accumulate,
                                 double alpha) {
     int nd = dst->ndim;
-    int64_t region[LUNAR_MAX_DIMS], zero[LUNAR_MAX_DIMS], ds[LUNAR_MAX_DIMS],
-        ss[LUNAR_MAX_DIMS], is[LUNAR_MAX_DIMS], ls[LUNAR_MAX_DIMS];
+    int64_t region[LUNAR_MAX_DIMS], zero[LUNAR_MAX_DIMS], ds[LUNAR_MAX_DIMS], ss[LUNAR_MAX_DIMS],
+        is[LUNAR_MAX_DIMS], ls[LUNAR_MAX_DIMS];
     for (int d = 0; d < nd; d++) {
         region[d] = d == dim ? dst->shape[dim] : idx->shape[d];
         zero[d] = 0;
@@ -239,17 +240,16 @@ static lunar_status scatter_run(lunar_tensor *dst, int dim, const lunar_tensor *
     cl_mem dm = OCL_MEM(dst), sm = OCL_MEM(src), im = OCL_MEM(idx),
            km = sorted ? OCL_MEM(keys) : im, pm = sorted ? OCL_MEM(pos) : im;
     cl_long dofs = dst->offset, dstep = dst->strides[dim], so = src->offset,
-            sstep = src->strides[dim], io = idx->offset, istep = idx->strides[dim], cm = m,
-            cn = n;
+            sstep = src->strides[dim], io = idx->offset, istep = idx->strides[dim], cm = m, cn = n;
     cl_long8 dsv = long8_of(nd, ds), ssv = long8_of(nd, ss), isv = long8_of(nd, is),
              lsv = long8_of(nd, sorted ? ls : zero), shape = long8_of(nd, region);
     cl_int srt = sorted, cnd = nd, cdim = dim, acc = accumulate,
            use_alpha = accumulate && alpha != 1 && dst->dtype != LUNAR_BOOL;
     ocl_scalar al;
-    ocl_karg args[] = {A(dm),  A(dofs), A(dsv),   A(dstep), A(sm),  A(so),      A(ssv),
-                       A(sstep), A(im), A(io),    A(isv),   A(istep), A(cm),    A(km),
-                       A(pm),  A(lsv),  A(srt),   A(cn),    A(cnd), A(shape),   A(cdim),
-                       A(acc), ocl_acc_arg(&al, dst, alpha), A(use_alpha)};
+    ocl_karg al_arg = ocl_acc_arg(&al, dst, alpha);
+    ocl_karg args[] = {A(dm),  A(dofs), A(dsv), A(dstep), A(sm),   A(so),  A(ssv), A(sstep),
+                       A(im),  A(io),   A(isv), A(istep), A(cm),   A(km),  A(pm),  A(lsv),
+                       A(srt), A(cn),   A(cnd), A(shape), A(cdim), A(acc), al_arg, A(use_alpha)};
     lunar_status st = ocl_launch(ocl_dev(dst), scatter_k[dst->dtype], n, 24, args);
     lunar_tensor_release(keys);
     lunar_tensor_release(pos);
@@ -269,8 +269,7 @@ lunar_status ocl_scatter(lunar_tensor *dst, int dim, const lunar_tensor *index,
         step *= index->shape[d];
     }
     lane[dim] = 0;
-    return scatter_run(dst, dim, index, src, index->shape[dim], index, dim, lane, accumulate,
-                       1);
+    return scatter_run(dst, dim, index, src, index->shape[dim], index, dim, lane, accumulate, 1);
 }
 
 /* dst: [..., n, ...]; index: [k]; src: [..., k, ...] */
@@ -319,7 +318,8 @@ lunar_status ocl_count_nonzero(int64_t *count, const lunar_tensor *x) {
     lunar_tensor *c;
     int64_t *h, chunks;
     LUNAR_CHECK(nz_counts(x, &c, &h, &chunks));
-    for (int64_t i = 0; i < chunks; i++) *count += h[i];
+    for (int64_t i = 0; i < chunks; i++)
+        *count += h[i];
     lunar_tensor_release(c);
     free(h);
     return LUNAR_OK;
@@ -336,7 +336,7 @@ lunar_status ocl_nonzero(lunar_tensor *out, const lunar_tensor *x) {
         h[i] = total;
         total += k;
     }
-    lunar_status st;
+    lunar_status st = LUNAR_OK;
     if (total > rows)
         LUNAR_GOTO(lunar_fail(LUNAR_ERR_SHAPE, "nonzero: more non-zeros than the output holds"));
     if (total == 0) goto done;
@@ -346,8 +346,8 @@ lunar_status ocl_nonzero(lunar_tensor *out, const lunar_tensor *x) {
             crows = rows, xo = x->offset, chunk = NZ_CHUNK, n = lunar_tensor_numel(x);
     cl_long8 xs = long8_of(x->ndim, x->strides), shape = long8_of(x->ndim, x->shape);
     cl_int nd = x->ndim;
-    ocl_karg args[] = {A(om), A(oo), A(rs), A(cs),    A(crows), A(cm),    A(xm),
-                       A(xo), A(xs), A(chunk), A(n), A(nd),    A(shape)};
+    ocl_karg args[] = {A(om), A(oo), A(rs),    A(cs), A(crows), A(cm),   A(xm),
+                       A(xo), A(xs), A(chunk), A(n),  A(nd),    A(shape)};
     LUNAR_GOTO(ocl_launch(ocl_dev(x), nz_fill_k[x->dtype], chunks, 13, args));
 done:
     lunar_tensor_release(c);
