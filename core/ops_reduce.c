@@ -238,8 +238,9 @@ static lunar_status max_dim_backward(lunar_node *n, lunar_tensor *g, lunar_tenso
     c.st = lunar_node_saved(n, 0, &idx); /* [..., 1, ...] */
     if (c.st == LUNAR_OK) c.st = unsqueeze_if(&gk, g, dim, squeezed);
     gx_add(&c, gk);
-    if (c.st == LUNAR_OK) c.st = lunar_arange(&ar, 0, (double)in->shape[dim], 1, LUNAR_I64);
-    gx_add(&c, ar);
+    if (c.st == LUNAR_OK) c.st = lunar_tensor_new(&ar, 1, &in->shape[dim], LUNAR_I64, g);
+    gx_add(&c, ar); /* arange(len) on g's device, like idx */
+    if (c.st == LUNAR_OK) c.st = LUNAR_KERNEL(lunar_tensor_backend(g), arange, ar, 0, 1);
     if (c.st == LUNAR_OK) { /* [1, ..., len, ..., 1] */
         int64_t shape[LUNAR_MAX_DIMS];
         for (int d = 0; d < in->ndim; d++) shape[d] = d == dim ? in->shape[d] : 1;

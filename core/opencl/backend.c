@@ -281,6 +281,15 @@ const lunar_backend lunar_opencl_backend = {
 
     /* index.c: arg_reduce, scan, gather, scatter, index_select, index_add, sort,
      * count_nonzero, nonzero */
+    .arg_reduce = ocl_arg_reduce,
+    .scan = ocl_scan,
+    .gather = ocl_gather,
+    .scatter = ocl_scatter,
+    .index_select = ocl_index_select,
+    .index_add = ocl_index_add,
+    .sort = ocl_sort,
+    .count_nonzero = ocl_count_nonzero,
+    .nonzero = ocl_nonzero,
 
 
     /* conv.c: im2col, col2im, the pools and their backward */

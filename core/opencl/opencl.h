@@ -156,6 +156,23 @@ lunar_status ocl_adaptive_avg_pool2d(lunar_tensor *y, const lunar_tensor *x,
 lunar_status ocl_adaptive_avg_pool2d_backward(lunar_tensor *gx, const lunar_tensor *gy,
                                               const lunar_conv_geom *g);
 
+/* index.c: kernels/index.cl */
+lunar_status ocl_arg_reduce(lunar_tensor *values, lunar_tensor *indices, const lunar_tensor *x,
+                            int dim, bool is_min);
+lunar_status ocl_scan(lunar_tensor *out, const lunar_tensor *x, int dim, bool is_prod);
+lunar_status ocl_gather(lunar_tensor *out, const lunar_tensor *x, int dim,
+                        const lunar_tensor *index);
+lunar_status ocl_scatter(lunar_tensor *dst, int dim, const lunar_tensor *index,
+                         const lunar_tensor *src, bool accumulate);
+lunar_status ocl_index_select(lunar_tensor *out, const lunar_tensor *x, int dim,
+                              const lunar_tensor *index);
+lunar_status ocl_index_add(lunar_tensor *dst, int dim, const lunar_tensor *index,
+                           const lunar_tensor *src, double alpha);
+lunar_status ocl_sort(lunar_tensor *values, lunar_tensor *indices, const lunar_tensor *x,
+                      int dim, bool descending);
+lunar_status ocl_count_nonzero(int64_t *count, const lunar_tensor *x);
+lunar_status ocl_nonzero(lunar_tensor *out, const lunar_tensor *x);
+
 extern const char lunar_opencl_source[];
 
 #endif
