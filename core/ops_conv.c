@@ -144,28 +144,40 @@ static lunar_status conv_bwd_in(lunar_tensor *gx, lunar_tensor *gy, lunar_tensor
 
 /* gw [Co, C / G, kh, kw] = sum over images of gy_g @ col(x)_g^T. One GEMM per image and
  * group, accumulating with beta = 1, so no [N, ...] partial sums are kept. kept: the
- * forward's columns of the whole batch, or NULL to make them here. */
+ * forward's columns of the whole batch, or NULL to make them here. The products are made
+ * transposed, t_g [Kg, Co/G] += col_g @ gy_g^T, then copied into gw: OpenBLAS runs that
+ * orientation faster for few output channels (LeNet's second conv: 0.8x the time). */
 static lunar_status conv_bwd_w(lunar_tensor *gw, lunar_tensor *x, lunar_tensor *gy,
                                const lunar_conv_geom *g, int64_t G, lunar_tensor *kept) {
     int64_t Co = gw->shape[0], Cog = Co / G, Kg = g->c / G * g->kh * g->kw;
     int64_t K = g->c * g->kh * g->kw, L = g->oh * g->ow;
-    LUNAR_CHECK(LUNAR_KERNEL(lunar_tensor_backend(gw), fill, gw, 0));
+    const lunar_backend *be = lunar_tensor_backend(gw);
+    int64_t tshape[3] = {G, Kg, Cog};
+    lunar_tensor *t;
+    LUNAR_CHECK(lunar_tensor_new(&t, 3, tshape, gw->dtype, gw));
+    lunar_status st = LUNAR_KERNEL(be, fill, t, 0);
     int64_t nb = pointwise(g) || kept ? g->n : chunk_of(g);
-    for (int64_t n0 = 0; n0 < g->n; n0 += nb) {
+    for (int64_t n0 = 0; n0 < g->n && st == LUNAR_OK; n0 += nb) {
         int64_t m = g->n - n0 < nb ? g->n - n0 : nb, off = 0;
         lunar_tensor *col = kept;
         if (kept) lunar_tensor_retain(kept);
-        else LUNAR_CHECK(columns(&col, &off, x, g, n0, m));
-        lunar_status st = LUNAR_OK;
+        else st = columns(&col, &off, x, g, n0, m);
         for (int64_t i = 0; i < m && st == LUNAR_OK; i++)
             for (int64_t gi = 0; gi < G && st == LUNAR_OK; gi++)
-                st = gemm3(mat3(gw, gi * Cog * Kg, 1, Cog, Kg, 0, Kg, 1),
-                           mat3(gy, ((n0 + i) * Co + gi * Cog) * L, 1, Cog, L, 0, L, 1),
-                           mat3(col, off + i * K * L + gi * Kg * L, 1, L, Kg, 0, 1, L), 1);
+                st = gemm3(mat3(t, gi * Kg * Cog, 1, Kg, Cog, 0, Cog, 1),
+                           mat3(col, off + i * K * L + gi * Kg * L, 1, Kg, L, 0, L, 1),
+                           mat3(gy, ((n0 + i) * Co + gi * Cog) * L, 1, L, Cog, 0, 1, L), 1);
         lunar_tensor_release(col);
-        LUNAR_CHECK(st);
     }
-    return LUNAR_OK;
+    if (st == LUNAR_OK) { /* gw as [G, Co/G, Kg] <- t transposed */
+        lunar_tensor *dst = mat3(gw, 0, G, Cog, Kg, Cog * Kg, Kg, 1);
+        lunar_tensor *src = mat3(t, 0, G, Cog, Kg, Kg * Cog, 1, Cog);
+        st = dst && src ? LUNAR_KERNEL(be, copy, dst, src) : oom("conv");
+        lunar_tensor_release(dst);
+        lunar_tensor_release(src);
+    }
+    lunar_tensor_release(t);
+    return st;
 }
 
 /* ---- shared checks and the geometry in a node ---- */
