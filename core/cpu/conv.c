@@ -24,39 +24,59 @@ static lunar_status bad_dtype(const char *op, lunar_dtype dt) {
  * Row (c, ki, kj) of a column matrix holds, for each output position (oy, ox), the input
  * value under kernel tap (ki, kj): x[c, oy sh - pt + ki dh, ox sw - pl + kj dw], or 0 in the
  * padding. col2im is its adjoint: each column entry is added back where it was read. */
+/* The output columns [*lo, *hi) whose tap at offset off = k d - pad lands inside [0, n)
+ * (ix = o s + off), so the inner loops need no bounds test. */
+static void tap_range(int64_t off, int64_t s, int64_t n, int64_t on, int64_t *lo, int64_t *hi) {
+    int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
+    int64_t h = n - 1 - off < 0 ? 0 : (n - 1 - off) / s + 1;
+    if (l > on) l = on;
+    if (h > on) h = on;
+    if (h < l) h = l;
+    *lo = l, *hi = h;
+}
+
 #define IM2COL_BODY(T, ADJOINT)                                                               \
     {                                                                                         \
         const lunar_conv_geom *gg = g;                                                        \
         int64_t planes = gg->n * gg->c, hw = gg->h * gg->w, L = gg->oh * gg->ow;              \
-        int64_t kk = gg->kh * gg->kw;                                                         \
+        int64_t kk = gg->kh * gg->kw, ow = gg->ow, sw = gg->sw;                               \
         T *xp = (T *)cpu_ptr(x);                                                              \
         T *cp = (T *)cpu_ptr(col);                                                            \
         PLANES_PARALLEL(planes * kk * L)                                                      \
         for (int64_t p = 0; p < planes; p++) {                                                \
             T *xs = xp + p * hw;                                                              \
             if (ADJOINT) memset(xs, 0, sizeof(T) * (size_t)hw);                               \
-            for (int64_t ki = 0; ki < gg->kh; ki++)                                           \
+            for (int64_t ki = 0; ki < gg->kh; ki++) {                                         \
+                int64_t y_lo, y_hi;                                                           \
+                tap_range(ki * gg->dh - gg->pt, gg->sh, gg->h, gg->oh, &y_lo, &y_hi);         \
                 for (int64_t kj = 0; kj < gg->kw; kj++) {                                     \
+                    int64_t xoff = kj * gg->dw - gg->pl, lo, hi;                              \
+                    tap_range(xoff, sw, gg->w, ow, &lo, &hi);                                 \
                     T *row = cp + (p * kk + ki * gg->kw + kj) * L;                            \
-                    for (int64_t oy = 0; oy < gg->oh; oy++) {                                 \
-                        int64_t iy = oy * gg->sh - gg->pt + ki * gg->dh;                      \
-                        T *r = row + oy * gg->ow;                                             \
-                        if (iy < 0 || iy >= gg->h) {                                          \
-                            if (!(ADJOINT)) memset(r, 0, sizeof(T) * (size_t)gg->ow);         \
-                            continue;                                                         \
-                        }                                                                     \
-                        T *xr = xs + iy * gg->w;                                              \
-                        for (int64_t ox = 0; ox < gg->ow; ox++) {                             \
-                            int64_t ix = ox * gg->sw - gg->pl + kj * gg->dw;                  \
-                            bool in = ix >= 0 && ix < gg->w;                                  \
-                            if (ADJOINT) {                                                    \
-                                if (in) xr[ix] += r[ox];                                      \
-                            } else {                                                          \
-                                r[ox] = in ? xr[ix] : (T)0;                                   \
-                            }                                                                 \
+                    if (!(ADJOINT)) {                                                         \
+                        memset(row, 0, sizeof(T) * (size_t)(y_lo * ow));                      \
+                        T *tail = row + y_hi * ow;                                        \
+                        memset(tail, 0, sizeof(T) * (size_t)((gg->oh - y_hi) * ow));     \
+                    }                                                                         \
+                    for (int64_t oy = y_lo; oy < y_hi; oy++) {                                \
+                        T *r = row + oy * ow;                                                 \
+                        T *xr = xs + (oy * gg->sh - gg->pt + ki * gg->dh) * gg->w;              \
+                        if (ADJOINT) {                                                        \
+                            if (sw == 1)                                                      \
+                                for (int64_t ox = lo; ox < hi; ox++) xr[ox + xoff] += r[ox];  \
+                            else                                                              \
+                                for (int64_t ox = lo; ox < hi; ox++) xr[ox * sw + xoff] += r[ox]; \
+                        } else {                                                              \
+                            for (int64_t ox = 0; ox < lo; ox++) r[ox] = 0;                    \
+                            if (sw == 1 && hi > lo)                                           \
+                                memcpy(r + lo, xr + lo + xoff, sizeof(T) * (size_t)(hi - lo)); \
+                            else if (sw != 1)                                                 \
+                                for (int64_t ox = lo; ox < hi; ox++) r[ox] = xr[ox * sw + xoff]; \
+                            for (int64_t ox = hi; ox < ow; ox++) r[ox] = 0;                   \
                         }                                                                     \
                     }                                                                         \
                 }                                                                             \
+            }                                                                                 \
         }                                                                                     \
     }
 
@@ -90,37 +110,94 @@ lunar_status cpu_col2im(lunar_tensor *x, const lunar_tensor *col, const lunar_co
  * index starts at the window's first in-bounds element. A window wholly in the padding
  * (dilation with ceil_mode) gives -inf and an index past the plane, which the backward
  * pass skips. */
+#define MAX_STEP(v, at)                                                                       \
+    do {                                                                                      \
+        if ((v) > best || isnan(v)) {                                                         \
+            best = (v);                                                                       \
+            bi = (at);                                                                        \
+        }                                                                                     \
+    } while (0)
+
+/* The window's first in-bounds row (or column) and its end, for output position o. */
+static void pool_span(int64_t o, int64_t s, int64_t pad, int64_t k, int64_t d, int64_t n,
+                      int64_t *lo, int64_t *hi) {
+    int64_t a = o * s - pad, b = a + (k - 1) * d + 1;
+    if (a < 0) a += (-a + d - 1) / d * d;
+    *lo = a, *hi = b > n ? n : b;
+}
+
+/* One output row of a 2x2 window at stride 2 with no padding, wholly inside the input
+ * (LeNet's pooling): r0, r1 the window's two input rows, i0 the index of r0[0] in the
+ * plane, w the plane's width. The same visiting order and winner as the general loop, as
+ * selects that the compiler can vectorise (random data mispredicts branches half the time). */
+#define MAX_SEL(v, at)                                                                        \
+    do {                                                                                      \
+        bool c_ = (v) > best || (v) != (v);                                                   \
+        best = c_ ? (v) : best;                                                               \
+        bi = c_ ? (at) : bi;                                                                  \
+    } while (0)
+
+#define MAX_ROW2(T)                                                                           \
+    {                                                                                         \
+        for (int64_t ox = 0; ox < n; ox++) {                                                  \
+            T a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];         \
+            int64_t at = i0 + 2 * ox, bi = at;                                                \
+            T best = (T)-INFINITY;                                                            \
+            MAX_SEL(a, at);                                                                   \
+            MAX_SEL(b, at + 1);                                                               \
+            MAX_SEL(c, at + w);                                                               \
+            MAX_SEL(d, at + w + 1);                                                           \
+            yr[ox] = best;                                                                    \
+            ir[ox] = bi;                                                                      \
+        }                                                                                     \
+    }
+
+CPU_CLONES static void max_row2_f32(const float *restrict r0, const float *restrict r1,
+                                    float *restrict yr, int64_t *restrict ir, int64_t n,
+                                    int64_t i0, int64_t w) MAX_ROW2(float)
+CPU_CLONES static void max_row2_f64(const double *restrict r0, const double *restrict r1,
+                                    double *restrict yr, int64_t *restrict ir, int64_t n,
+                                    int64_t i0, int64_t w) MAX_ROW2(double)
+
+#define MAX_POOL_2X2(T)                                                                       \
+    for (int64_t oy = 0; oy < g->oh; oy++) {                                                  \
+        const T *r0 = xs + 2 * oy * g->w;                                                     \
+        _Generic(r0, const float *: max_row2_f32, const double *: max_row2_f64)(              \
+            r0, r0 + g->w, yp + p * L + oy * g->ow, ip + p * L + oy * g->ow, g->ow,           \
+            2 * oy * g->w, g->w);                                                             \
+    }
+
 #define MAX_POOL_BODY(T)                                                                      \
     {                                                                                         \
         int64_t planes = g->n * g->c, hw = g->h * g->w, L = g->oh * g->ow;                    \
         const T *xp = (const T *)cpu_ptr(x);                                                  \
         T *yp = (T *)cpu_ptr(y);                                                              \
         int64_t *ip = (int64_t *)cpu_ptr(idx);                                                \
+        bool two = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->pt == 0 &&      \
+                   g->pl == 0 && g->dh == 1 && g->dw == 1 && 2 * g->oh <= g->h &&             \
+                   2 * g->ow <= g->w;                                                         \
         PLANES_PARALLEL(planes * L * g->kh * g->kw)                                           \
         for (int64_t p = 0; p < planes; p++) {                                                \
             const T *xs = xp + p * hw;                                                        \
-            for (int64_t oy = 0; oy < g->oh; oy++)                                            \
+            if (two) {                                                                        \
+                MAX_POOL_2X2(T)                                                               \
+                continue;                                                                     \
+            }                                                                                 \
+            for (int64_t oy = 0; oy < g->oh; oy++) {                                          \
+                int64_t y0, y1;                                                               \
+                pool_span(oy, g->sh, g->pt, g->kh, g->dh, g->h, &y0, &y1);                    \
                 for (int64_t ox = 0; ox < g->ow; ox++) {                                      \
-                    int64_t y0 = oy * g->sh - g->pt, x0 = ox * g->sw - g->pl;                 \
-                    while (y0 < 0) y0 += g->dh;                                               \
-                    while (x0 < 0) x0 += g->dw;                                               \
-                    int64_t y1 = oy * g->sh - g->pt + (g->kh - 1) * g->dh + 1;                \
-                    int64_t x1 = ox * g->sw - g->pl + (g->kw - 1) * g->dw + 1;                \
-                    if (y1 > g->h) y1 = g->h;                                                 \
-                    if (x1 > g->w) x1 = g->w;                                                 \
+                    int64_t x0, x1;                                                           \
+                    pool_span(ox, g->sw, g->pl, g->kw, g->dw, g->w, &x0, &x1);                \
                     T best = (T)-INFINITY;                                                    \
                     int64_t bi = y0 * g->w + x0;                                              \
                     for (int64_t iy = y0; iy < y1; iy += g->dh)                               \
-                        for (int64_t ix = x0; ix < x1; ix += g->dw) {                         \
-                            T v = xs[iy * g->w + ix];                                         \
-                            if (v > best || isnan(v)) {                                       \
-                                best = v;                                                     \
-                                bi = iy * g->w + ix;                                          \
-                            }                                                                 \
-                        }                                                                     \
+                        for (int64_t ix = x0; ix < x1; ix += g->dw)                           \
+                            MAX_STEP(xs[iy * g->w + ix], iy * g->w + ix);                     \
                     yp[p * L + oy * g->ow + ox] = best;                                       \
                     ip[p * L + oy * g->ow + ox] = bi;                                         \
                 }                                                                             \
+            }                                                                                 \
         }                                                                                     \
     }
 
