@@ -268,9 +268,10 @@ bool lunar_tensor_is_contiguous(const lunar_tensor *t) {
 lunar_status lunar_same_device(const char *op, const lunar_tensor *a, const lunar_tensor *b) {
     if (a->storage->backend == b->storage->backend && a->storage->device == b->storage->device)
         return LUNAR_OK;
-    return lunar_fail(LUNAR_ERR_DEVICE, "%s: tensors on different devices (%s:%d and %s:%d)", op,
-                      a->storage->backend->name, a->storage->device + 1,
-                      b->storage->backend->name, b->storage->device + 1);
+    char da[64], db[64];
+    return lunar_fail(LUNAR_ERR_DEVICE, "%s: tensors on different devices (%s and %s)", op,
+                      lunar_tensor_device_name(a, da, sizeof da),
+                      lunar_tensor_device_name(b, db, sizeof db));
 }
 
 lunar_tensor *lunar_broadcast_view(const lunar_tensor *x, int ndim, const int64_t *shape) {
