@@ -166,6 +166,27 @@ describe("matmul with one row (the gemv path)", function()
     end
   end)
 
+  it("sums rows longer than its vectors, with a tail, for any row count; alpha and beta", function()
+    lunar.manual_seed(6)
+    for _, dtype in ipairs({"float32", "float64"}) do
+      local opts = {dtype = dtype}
+      for _, k in ipairs({16, 37, 64, 785}) do
+        for _, n in ipairs({1, 3, 4, 6, 9}) do
+          local x, w, b = lunar.randn(1, k, opts), lunar.randn(n, k, opts), lunar.randn(n, opts)
+          local ref = (x * w):sum(2):view(1, n) -- [1, n]
+          local tol = dtype == "float32" and 1e-4 or 1e-10
+          H.close(lunar.linear(x, w, b), ref + b, tol, tol)
+          H.close(lunar.linear(x, w), ref, tol, tol)
+          H.close(x:matmul(w:t()), ref, tol, tol)
+          local c = lunar.randn(1, n, opts)
+          H.close(lunar.addmm(c, x, w:t(), {beta = 0.5, alpha = 2}), c * 0.5 + ref * 2, tol, tol)
+          local nan = lunar.full({1, n}, 0 / 0, opts)
+          H.close(lunar.addmm(nan, x, w:t(), {beta = 0}), ref, tol, tol)
+        end
+      end
+    end
+  end)
+
   it("keeps gradients right", function()
     gradcheck(function(x, w) return x:matmul(w) end, {leaf(1, 4), leaf(4, 3)})
     gradcheck(function(x, w) return lunar.linear(x, w) end, {leaf(1, 4), leaf(3, 4)})

@@ -30,8 +30,14 @@ function Sequential:add(m)
   return self
 end
 
+-- walks the child names itself rather than through named_children's closure: a third of
+-- the Lua-side instructions of a batch-1 MLP forward (22k -> 14k)
 function Sequential:forward(x, ...)
-  for _, m in self:named_children() do x = m(x, ...) end
+  local names = self._names.module
+  for i = 1, #names do
+    local m = rawget(self, names[i])
+    if m ~= nil then x = m(x, ...) end
+  end
   return x
 end
 
