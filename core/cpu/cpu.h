@@ -115,4 +115,19 @@ lunar_status cpu_normalize(lunar_tensor *y, const lunar_tensor *x, const lunar_t
 lunar_status cpu_normalize_backward(lunar_tensor *gx, const lunar_tensor *g,
                                     const lunar_tensor *xh, const lunar_tensor *rstd);
 
+/* `for header body` run by an OpenMP team of nth threads when par holds, else as a plain
+ * loop. A parallel region whose if clause is false still pays libgomp's team start (about
+ * 4 us measured here), more than a small tensor's whole kernel, so the loop is spelt twice
+ * instead. Body may contain commas. */
+#define CPU_FOR(par, nth, header, ...)                                                        \
+    do {                                                                                      \
+        if (par) {                                                                            \
+            const int cpu_nth_ = (nth);                                                       \
+            _Pragma("omp parallel for schedule(static) num_threads(cpu_nth_)")                \
+            for header __VA_ARGS__                                                            \
+        } else {                                                                              \
+            for header __VA_ARGS__                                                            \
+        }                                                                                     \
+    } while (0)
+
 #endif

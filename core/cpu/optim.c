@@ -15,9 +15,8 @@
         const double lr = h->lr, wd = h->weight_decay, eps = h->eps;                          \
         const double b1 = h->beta1, b2 = h->beta2, mom = h->momentum;                         \
         const double c1 = h->c1, c2 = h->c2, c3 = h->c3;                                      \
-        _Pragma("omp parallel for schedule(static) if (n > LUNAR_GRAIN) \
-                num_threads(cpu_threads())")                                                  \
-        for (int64_t i = 0; i < n; i++) {                                                     \
+        CPU_FOR(n > LUNAR_GRAIN && cpu_threads() > 1, cpu_threads(),                          \
+                (int64_t i = 0; i < n; i++), {                                                \
             double g = h->maximize ? -(double)gr[i] : (double)gr[i];                          \
             double x = p[i];                                                                  \
             if (h->decoupled) x = (T)(x * (1 - lr * wd));                                     \
@@ -102,7 +101,7 @@
             default: break;                                                                   \
             }                                                                                 \
             p[i] = (T)x;                                                                      \
-        }                                                                                     \
+        });                                                                                   \
     }
 
 typedef float f32;
@@ -121,8 +120,7 @@ CPU_CLONES static void sgd_f32(float *restrict p, const float *restrict g, float
     const float lr = (float)h->lr, wd = (float)h->weight_decay, mom = (float)h->momentum;
     const float damp = 1 - (float)h->dampening;
     const bool first = h->c1 != 0, nesterov = h->nesterov, use_wd = wd != 0;
-#pragma omp parallel for schedule(static) if (n > LUNAR_GRAIN) num_threads(cpu_threads())
-    for (int64_t i = 0; i < n; i++) {
+    CPU_FOR(n > LUNAR_GRAIN && cpu_threads() > 1, cpu_threads(), (int64_t i = 0; i < n; i++), {
         float gi = use_wd ? g[i] + wd * p[i] : g[i];
         if (buf) {
             float b = first ? gi : buf[i] * mom + damp * gi;
@@ -130,7 +128,7 @@ CPU_CLONES static void sgd_f32(float *restrict p, const float *restrict g, float
             gi = nesterov ? gi + mom * b : b;
         }
         p[i] -= lr * gi;
-    }
+    });
 }
 
 CPU_CLONES static void adam_f32(float *restrict p, const float *restrict g, float *restrict m,
@@ -139,8 +137,7 @@ CPU_CLONES static void adam_f32(float *restrict p, const float *restrict g, floa
     const float b1 = (float)h->beta1, b2 = (float)h->beta2;
     const float c1 = (float)h->c1, c2 = (float)h->c2;
     const bool decoupled = h->decoupled, use_wd = wd != 0;
-#pragma omp parallel for schedule(static) if (n > LUNAR_GRAIN) num_threads(cpu_threads())
-    for (int64_t i = 0; i < n; i++) {
+    CPU_FOR(n > LUNAR_GRAIN && cpu_threads() > 1, cpu_threads(), (int64_t i = 0; i < n; i++), {
         float x = p[i], gi = g[i];
         if (decoupled) x *= 1 - lr * wd;
         else if (use_wd) gi += wd * x;
@@ -149,7 +146,7 @@ CPU_CLONES static void adam_f32(float *restrict p, const float *restrict g, floa
         m[i] = mi;
         v[i] = vi;
         p[i] = x - c1 * mi / (sqrtf(vi) / c2 + eps);
-    }
+    });
 }
 
 lunar_status cpu_optim_step(lunar_optim_kind kind, lunar_tensor *param, const lunar_tensor *grad,

@@ -80,13 +80,12 @@ static double below_f64(double v, double a, double b, int dist) {
 #define FILL_LOOP(T, CONV)                                                                    \
     do {                                                                                      \
         T *o = (T *)cpu_ptr(out);                                                             \
-        _Pragma("omp parallel for num_threads(nth) schedule(static) if (nth > 1)")            \
-        for (int64_t j = 0; j < nb; j++) {                                                    \
+        CPU_FOR(nth > 1, nth, (int64_t j = 0; j < nb; j++), {                                 \
             double v[4];                                                                      \
             block_values(&c, (uint64_t)j, v);                                                 \
             int64_t i0 = j * c.per, m = n - i0 < c.per ? n - i0 : c.per;                      \
             for (int64_t k = 0; k < m; k++) o[i0 + k] = CONV;                                 \
-        }                                                                                     \
+        });                                                                                   \
     } while (0)
 
 /* out: any shape and dtype; element i (row-major) gets the stream's element i. */

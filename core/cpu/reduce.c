@@ -247,9 +247,8 @@ lunar_status cpu_reduce(lunar_reduce_op op, lunar_tensor *out, const lunar_tenso
     size_t xes = lunar_dtype_size(x->dtype), oes = lunar_dtype_size(out->dtype);
     bool parallel_inside = n_out < cpu_threads();
     int64_t work = n_out * (count > 0 ? count : 1);
-#pragma omp parallel for if (!parallel_inside && work >= LUNAR_GRAIN && cpu_threads() > 1)      \
-    schedule(static)
-    for (int64_t o = 0; o < n_out; o++) {
+    CPU_FOR(!parallel_inside && work >= LUNAR_GRAIN && cpu_threads() > 1, cpu_threads(),
+            (int64_t o = 0; o < n_out; o++), {
         /* locate output o in kept's and out's coordinates */
         int64_t rem = o, xoff = 0, ooff = 0;
         for (int d = kept.ndim - 1; d >= 0; d--) {
@@ -266,7 +265,7 @@ lunar_status cpu_reduce(lunar_reduce_op op, lunar_tensor *out, const lunar_tenso
         if (integer && out->dtype == LUNAR_I64) *(int64_t *)dst = a.is;
         else if (integer) cpu_store(out->dtype, dst, (double)a.is);
         else cpu_store(out->dtype, dst, v);
-    }
+    });
     return LUNAR_OK;
 }
 
