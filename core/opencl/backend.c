@@ -184,6 +184,11 @@ static const char *clblast_status(CLBlastStatusCode s) {
 /* The row-major BLAS view of t's last two dims (t: [B, R, C]). */
 static bool blas_layout(const lunar_tensor *t, CLBlastTranspose *trans, size_t *ld) {
     int64_t rows = t->shape[1], cols = t->shape[2], rs = t->strides[1], cs = t->strides[2];
+    if (rows == 0 || cols == 0) { /* nothing is read or written: an empty [M, 0] has rs 0 */
+        *trans = CLBlastTransposeNo;
+        *ld = (size_t)(cols > 1 ? cols : 1);
+        return true;
+    }
     if ((cs == 1 || cols == 1) && (rs >= (cols > 1 ? cols : 1) || rows == 1)) {
         *trans = CLBlastTransposeNo;
         *ld = (size_t)(rows == 1 ? (cols > 1 ? cols : 1) : rs);
