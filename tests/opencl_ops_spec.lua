@@ -77,7 +77,7 @@ end
 -- dim), "mask" (bool), "int" (int64 in -5..5), "f64" (float64 whatever the dtype). Float
 -- kinds take the entry's dtype; "f", "pos" and "unit" inputs get gradients.
 local function I(shape, kind, k) return {shape = shape, kind = kind or "f", k = k} end
-local GRAD_KINDS = {f = true, pos = true, unit = true}
+local GRAD_KINDS = {f = true, pos = true, unit = true, tie = true}
 -- kind "special": edge values (the sweep of these allows NaN where the CPU gives NaN too)
 local SPECIAL = {0, -0.0, 1, -1, 0.5, math.huge, -math.huge, 1e30, -1e30, 100, -100, 1e-30}
 
@@ -110,6 +110,8 @@ local function make(spec, dt)
     return lunar.randint(-5, 6, shape)
   elseif kind == "f64" then
     return lunar.randn(shape, {dtype = "float64"})
+  elseif kind == "tie" then -- small integers as floats: ties, zeros, clamp bounds
+    return lunar.randint(-1, 3, shape):to(dt)
   elseif kind == "special" then
     local pick = lunar.randint(1, #SPECIAL + 1, shape)
     return lunar.tensor(SPECIAL, {dtype = dt}):index_select(1, pick:reshape(-1)):reshape(shape)
@@ -435,6 +437,66 @@ op("logsumexp", {I({3, 4})}, {id = "-inf rows", f = function(x)
                        -math.huge):logsumexp(2)
 end})
 
+-- ties and zeros, where backward rules split or special-case (differentiable)
+op("sqrt", {I({4, 6}, "tie")}, {id = "ties", nan_ok = true, -- 0 * inf at 0, as on the CPU
+  f = function(x) return x:square():sqrt() end})
+for _, name in ipairs({"abs", "relu", "sign", "amax", "amin", "max", "min", "prod",
+                       "norm", "logsumexp", "std"}) do
+  op(name, {I({4, 6}, "tie")}, {id = "ties"})
+end
+for _, name in ipairs({"amax", "amin", "max", "min", "prod", "cumprod", "cumsum", "sort",
+                       "argmax", "softmax"}) do
+  op(name, {I({4, 6}, "tie")}, {id = "ties", args = {2}, nograd = name == "argmax"})
+end
+op("norm", {I({4, 6}, "tie")}, {id = "ties", args = {"inf", 2}})
+op("norm", {I({4, 6}, "tie")}, {id = "ties", args = {1, 1}})
+op("topk", {I({4, 6}, "tie")}, {id = "ties", args = {3, 2}})
+op("clamp", {I({4, 6}, "tie")}, {id = "ties", args = {0, 1}})
+op("maximum", {I({4, 6}, "tie"), I({4, 6}, "tie")}, {id = "ties"})
+op("minimum", {I({4, 6}, "tie"), I({4, 6}, "tie")}, {id = "ties"})
+op("pow", {I({4, 6}, "tie"), I({4, 6}, "tie")}, {id = "ties", nan_ok = true,
+  f = function(a, b) return a:abs():pow(b:abs()) end})
+op("max_pool2d", {I({2, 2, 6, 6}, "tie")}, {id = "ties", args = {2}})
+op("max_pool2d", {I({2, 2, 7, 7}, "tie")}, {id = "ties", args = {3, {stride = 2, padding = 1}}})
+op("max_pool1d", {I({2, 2, 9}, "tie")}, {id = "ties", args = {3, {stride = 2, dilation = 2}}})
+op("F.l1_loss", {I({4, 6}, "tie"), I({4, 6}, "tie")}, {id = "ties"})
+op("F.smooth_l1_loss", {I({4, 6}, "tie"), I({4, 6}, "tie")}, {id = "ties",
+                                                              args = {{beta = 0}}})
+op("F.hardtanh", {I({4, 6}, "tie")}, {id = "ties"})
+op("F.relu6", {I({4, 6}, "tie")}, {id = "ties"})
+op("F.hinge_loss", {I({4, 6}, "tie"), I({4, 6}, "sign")}, {id = "ties"})
+
+-- options that take other backward paths
+op("cross_entropy", {I({6, 4}), I({6}, "idx", 4)}, {id = "ignore_index", args = {{ignore_index = 2}}})
+op("cross_entropy", {I({6, 4}), I({6, 4}, "unit"), I({4}, "bufpos")}, {id = "soft weighted",
+  f = function(x, t, w)
+    return lunar.cross_entropy(x, t, {weight = w, label_smoothing = 0.2, reduction = "none"})
+  end})
+op("nll_loss", {I({6, 4}), I({6}, "idx", 4)}, {id = "ignore_index", args = {{ignore_index = 3}}})
+op("batch_norm", {I({4, 3, 2}), I({3}, "buf"), I({3}, "bufpos")}, {id = "eval, no affine"})
+op("batch_norm", {I({4, 3, 5}), I({3}, "buf"), I({3}, "bufpos")}, {id = "training, no affine",
+  f = function(x, rm, rv) return lunar.batch_norm(x, rm, rv, nil, nil, {training = true}) end})
+op("layer_norm", {I({3, 4, 5})}, {id = "no affine", args = {{4, 5}, nil, nil, 1e-3}})
+op("group_norm", {I({2, 6, 5})}, {id = "no affine", args = {3}})
+op("conv_transpose2d", {I({2, 4, 5, 4}), I({4, 1, 2, 3})}, {id = "groups, dilation", tol = GEMM,
+  args = {nil, {stride = {2, 1}, groups = 2, dilation = 2}}})
+op("conv2d", {I({2, 3, 7, 6}), I({4, 3, 3, 3})}, {id = "same", tol = GEMM,
+  args = {nil, {padding = "same", dilation = 2}}})
+op("conv2d", {I({2, 4, 6, 6}), I({4, 1, 3, 3}), I({4})}, {id = "depthwise", tol = GEMM,
+  args = {{groups = 4, stride = 2}}})
+op("max_pool1d", {I({2, 3, 9})}, {id = "indices", args = {2, {return_indices = true}}})
+op("avg_pool2d", {I({2, 3, 7, 6})}, {id = "pad counted", args = {{3, 2}, {padding = 1}}})
+op("lp_pool2d", {I({2, 3, 6, 7}, "pos")}, {id = "p=3", args = {3, {2, 3}, {stride = 2}}})
+op("adaptive_avg_pool2d", {I({2, 3, 5, 7})}, {id = "grow", args = {{6, 8}}})
+op("index_add", {I({5, 4}), I({6}, "idx", 4), I({5, 6})}, {id = "dim 2",
+  f = function(x, i, s) return x:index_add(2, i, s) end})
+op("masked_fill", {I({3, 4}), I({3, 1}, "mask")}, {id = "broadcast mask", args = {2}})
+op("where", {I({3, 1}, "mask"), I({4}), I({3, 4})}, {id = "broadcast cond"})
+op("std", {I({4, 5})}, {id = "keepdim", args = {1, {unbiased = false, keepdim = true}}})
+op("var", {I({6})}, {id = "1-d"})
+op("dot", {I({6}), I({6})}, {id = "one strided", tol = GEMM,
+  f = function(a, b) return a:dot(b:flip(1)) end})
+
 -- sizes past one work-group (multi-stage reductions, scans and sorts) and empty tensors
 op("sum", {I({3, 2500})}, {id = "long", args = {2}})
 op("sum", {I({2500, 3})}, {id = "long", args = {1}})
@@ -754,7 +816,7 @@ local function sweep(e, dt, layout, failures)
         err = ("gradient %s on the CPU, %s on OpenCL"):format(c and "present" or "missing",
                                                               g and "present" or "missing")
       else
-        err = compare(g, c, tol)
+        err = compare(g, c, tol, e.nan_ok)
       end
       if err then failures[#failures + 1] = ("%s: grad of input %d: %s"):format(where, i, err) end
     end
