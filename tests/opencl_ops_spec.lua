@@ -134,11 +134,12 @@ local function strided(t)
 end
 
 -- Entries ------------------------------------------------------------------------------------
--- {name, inputs, args = extra arguments after the inputs, f = the call (default
--- lunar[name] or the method), dt = dtypes (default float32 and float64), nograd = true when
--- not differentiable, tol, flat = no strided run (the op wants contiguous input), seed = the
--- op draws random numbers (reseeded the same before each device's run), inplace = also sweep
--- the `name_` form}
+-- {name, inputs, id = a label for variants, args = extra arguments after the inputs,
+-- f = the call (default lunar[name] or the method), dt = dtypes (default float32 and
+-- float64), nograd = true when not differentiable, tol, flat = no strided run (the op wants
+-- contiguous input), seed = the op draws random numbers (reseeded the same before each
+-- device's run), inplace = also sweep the `name_` form, error = bad input (a Lua error on
+-- both), nan_ok = NaN allowed where the CPU has NaN too}
 local FLOATS = {"float32", "float64"}
 local NUMERIC = {"float32", "float64", "int32", "int64"}
 local ALL = {"float32", "float64", "int32", "int64", "uint8", "bool"}
@@ -467,7 +468,8 @@ op("F.relu6", {I({4, 6}, "tie")}, {id = "ties"})
 op("F.hinge_loss", {I({4, 6}, "tie"), I({4, 6}, "sign")}, {id = "ties"})
 
 -- options that take other backward paths
-op("cross_entropy", {I({6, 4}), I({6}, "idx", 4)}, {id = "ignore_index", args = {{ignore_index = 2}}})
+op("cross_entropy", {I({6, 4}), I({6}, "idx", 4)},
+   {id = "ignore_index", args = {{ignore_index = 2}}})
 op("cross_entropy", {I({6, 4}), I({6, 4}, "unit"), I({4}, "bufpos")}, {id = "soft weighted",
   f = function(x, t, w)
     return lunar.cross_entropy(x, t, {weight = w, label_smoothing = 0.2, reduction = "none"})
@@ -525,13 +527,42 @@ for _, name in ipairs({"sum", "mean", "amax", "prod", "softmax", "cumsum", "exp"
   op(name, {I({0, 4})}, {id = "empty", args = (name == "amax" or name == "cumsum") and {2} or nil,
                          nan_ok = name == "mean"})
 end
+for _, name in ipairs({"sum", "prod", "logsumexp", "softmax", "log_softmax", "cumsum",
+                       "cumprod", "sort", "norm", "var"}) do
+  op(name, {I({4, 0})}, {id = "empty", args = {2}, nan_ok = name == "var"})
+end
+op("amax", {I({4, 0})}, {id = "empty", args = {2}, error = true})
+op("argmax", {I({4, 0})}, {id = "empty", args = {2}, error = true, nograd = true})
+op("topk", {I({0, 5})}, {id = "empty", args = {2, 2}})
+op("gather", {I({4, 5}), I({4, 0}, "idx", 5)}, {id = "empty",
+  f = function(x, i) return x:gather(2, i) end})
+op("index_select", {I({4, 5}), I({0}, "idx", 4)}, {id = "empty",
+  f = function(x, i) return x:index_select(1, i) end})
+op("scatter_add", {I({4, 5}), I({4, 0}, "idx", 5), I({4, 0})}, {id = "empty",
+  f = function(x, i, s) return x:scatter_add(2, i, s) end})
+op("index_add", {I({5, 4}), I({0}, "idx", 5), I({0, 4})}, {id = "empty",
+  f = function(x, i, s) return x:index_add(1, i, s) end})
+op("nonzero", {I({0, 3}, "int")}, {id = "empty", nograd = true, dt = {"int64"}})
+op("unique", {I({0}, "int")}, {id = "empty", nograd = true, dt = {"int64"}})
+op("masked_select", {I({0, 3}), I({0, 3}, "mask")}, {id = "empty"})
+op("where", {I({0, 3}, "mask"), I({0, 3}), I({3})}, {id = "empty"})
+op("clamp", {I({0, 3})}, {id = "empty", args = {-1, 1}})
+op("pad", {I({0, 3})}, {id = "empty", args = {{1, 1}}})
+op("one_hot", {I({0}, "idx", 3)}, {id = "empty", args = {3}, nograd = true, dt = {"int64"}})
+op("conv2d", {I({0, 3, 5, 5}), I({2, 3, 3, 3}), I({2})}, {id = "empty batch"})
+op("max_pool2d", {I({0, 3, 4, 4})}, {id = "empty batch", args = {2}})
+op("avg_pool2d", {I({0, 3, 4, 4})}, {id = "empty batch", args = {2}})
+op("cross_entropy", {I({0, 4}), I({0}, "idx", 4)}, {id = "empty", args = {{reduction = "sum"}}})
+op("layer_norm", {I({0, 5})}, {id = "empty", args = {{5}}})
+op("matmul", {I({2, 0, 3}), I({3, 4})}, {id = "empty batch rows"})
 op("add", {I({0, 4}), I({4})}, {id = "empty"})
 op("mm", {I({3, 0}), I({0, 4})}, {id = "empty"})
 op("mm", {I({0, 5}), I({5, 4})}, {id = "empty"})
 op("cat", {I({0, 3}), I({2, 3})}, {id = "empty", f = function(a, b) return lunar.cat({a, b}) end})
 op("masked_select", {I({3, 4}), I({3, 4}, "mask")}, {id = "none selected",
   f = function(x, m) return x:masked_select(m:logical_and(m:logical_not())) end})
-op("nonzero", {I({3, 4})}, {id = "none", nograd = true, f = function(x) return (x * 0):nonzero() end})
+op("nonzero", {I({3, 4})}, {id = "none", nograd = true,
+                            f = function(x) return (x * 0):nonzero() end})
 
 -- 0-d tensors, mixed dtypes and broadcast (stride 0) views
 op("add", {I({}), I({3, 4})}, {id = "0-d"})
@@ -593,7 +624,8 @@ for _, kind in ipairs({"sgd", "adagrad", "adadelta", "rmsprop", "adam", "adamax"
 end
 
 -- nn.functional: activations and losses written in Lua over the ops above
-for _, name in ipairs({"relu", "sigmoid", "tanh", "relu6", "selu", "silu", "swish", "mish", "softsign", "hardsigmoid",
+for _, name in ipairs({"relu", "sigmoid", "tanh", "relu6", "selu", "silu", "swish", "mish",
+                       "softsign", "hardsigmoid",
                        "step"}) do
   op("F." .. name, {I({3, 5})})
 end
@@ -789,6 +821,14 @@ local function sweep(e, dt, layout, failures)
   local where = label(e, dt, layout)
   local rs = {}
   local ok, cout, cgrad = pcall(run, e, dt, stored, views, rs, "cpu")
+  if e.error then -- bad input: a Lua error on both
+    local gok, gerr = pcall(run, e, dt, stored, views, rs, DEV)
+    if ok or gok then
+      failures[#failures + 1] = ("%s: should fail on both, CPU %s, OpenCL %s"):format(where,
+        ok and "did not" or "did", gok and "did not" or "did (" .. tostring(gerr) .. ")")
+    end
+    return
+  end
   if not ok then
     failures[#failures + 1] = where .. ": the CPU run failed: " .. tostring(cout)
     return
@@ -887,7 +927,9 @@ describe("opencl op sweep #opencl", function()
     end
     for name in pairs(SKIP) do
       if swept[name] then stale[#stale + 1] = name .. " (swept)" end
-      if not (lunar[name] or Tensor[name]) then stale[#stale + 1] = name .. " (no such function)" end
+      if not (lunar[name] or Tensor[name]) then
+        stale[#stale + 1] = name .. " (no such function)"
+      end
     end
     local seen, uniq = {}, {}
     for _, m in ipairs(missing) do

@@ -162,6 +162,7 @@ static lunar_status ocl_reduce(lunar_reduce_op op, lunar_tensor *out, const luna
     cl_int exact = !lunar_dtype_is_float(x->dtype) &&
                    (op == LUNAR_OP_SUM || op == LUNAR_OP_PROD);
     cl_long oo = out->offset, xo = x->offset, n_out = gk.n, count = gr.n;
+    if (n_out == 0) return LUNAR_OK; /* e.g. a [0, 4] summed over dim 2 */
     /* few long reductions: split each into parts (see reduce.cl), about 4096 work-items
      * in all and at least 512 elements a part */
     cl_long parts = n_out < 4096 ? 4096 / n_out : 1;
