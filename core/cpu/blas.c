@@ -10,6 +10,11 @@
 static bool blas_layout(const lunar_tensor *t, CBLAS_TRANSPOSE *trans, int64_t *ld) {
     int64_t rows = t->shape[1], cols = t->shape[2];
     int64_t rs = t->strides[1], cs = t->strides[2];
+    if (rows == 0 || cols == 0) { /* nothing is read or written: an empty [M, 0] has rs 0 */
+        *trans = CblasNoTrans;
+        *ld = cols > 1 ? cols : 1;
+        return true;
+    }
     if ((cs == 1 || cols == 1) && (rs >= (cols > 1 ? cols : 1) || rows == 1)) {
         *trans = CblasNoTrans;
         *ld = rows == 1 ? (cols > 1 ? cols : 1) : rs;

@@ -162,6 +162,7 @@ static lunar_status ocl_reduce(lunar_reduce_op op, lunar_tensor *out, const luna
     cl_int exact = !lunar_dtype_is_float(x->dtype) &&
                    (op == LUNAR_OP_SUM || op == LUNAR_OP_PROD);
     cl_long oo = out->offset, xo = x->offset, n_out = gk.n, count = gr.n;
+    if (n_out == 0) return LUNAR_OK; /* e.g. a [0, 4] summed over dim 2 */
     /* few long reductions: split each into parts (see reduce.cl), about 4096 work-items
      * in all and at least 512 elements a part */
     cl_long parts = n_out < 4096 ? 4096 / n_out : 1;
@@ -184,6 +185,11 @@ static const char *clblast_status(CLBlastStatusCode s) {
 /* The row-major BLAS view of t's last two dims (t: [B, R, C]). */
 static bool blas_layout(const lunar_tensor *t, CLBlastTranspose *trans, size_t *ld) {
     int64_t rows = t->shape[1], cols = t->shape[2], rs = t->strides[1], cs = t->strides[2];
+    if (rows == 0 || cols == 0) { /* nothing is read or written: an empty [M, 0] has rs 0 */
+        *trans = CLBlastTransposeNo;
+        *ld = (size_t)(cols > 1 ? cols : 1);
+        return true;
+    }
     if ((cs == 1 || cols == 1) && (rs >= (cols > 1 ? cols : 1) || rows == 1)) {
         *trans = CLBlastTransposeNo;
         *ld = (size_t)(rows == 1 ? (cols > 1 ? cols : 1) : rs);
