@@ -55,10 +55,8 @@ local function unbatch(batch, model)
   local x, y = batch, nil
   if type(batch) == "table" and not is_tensor(batch) then x, y = batch[1], batch[2] end
   local dev = model.device and model:device() or "cpu"
-  if dev ~= "cpu" then
-    if is_tensor(x) and x:device() ~= dev then x = x:to(dev) end
-    if is_tensor(y) and y:device() ~= dev then y = y:to(dev) end
-  end
+  if is_tensor(x) and x:device() ~= dev then x = x:to(dev) end
+  if is_tensor(y) and y:device() ~= dev then y = y:to(dev) end
   return x, y
 end
 
