@@ -449,6 +449,54 @@ describe("the library on OpenCL #opencl", function()
       end
     end)
 
+    it("batches go to the model: a CPU model takes OpenCL data; no parameters, no move",
+      function()
+        local X, y = blobs(40, 63)
+        local function go(model, Xs, ys)
+          lunar.manual_seed(64)
+          local opt = lunar.optim.SGD(model:parameters(), {lr = 0.1})
+          return train.fit(model, {Xs, ys}, {loss = "cross_entropy", optimizer = opt,
+            batch_size = 8, seed = 1, verbose = 0}).loss[1]
+        end
+        lunar.manual_seed(65)
+        local m1 = mlp()
+        local m2 = mlp()
+        m2:load_state_dict(m1:state_dict())
+        local want = go(m1, X, y)
+        assert.equals(want, go(m2, X:to(DEV), y:to(DEV)))
+        assert.equals("cpu", m2:device())
+        local out = train.predict(nn.Softmax(2), X:to(DEV), {batch_size = 16})
+        assert.equals(DEV, out:device())
+        H.close(out, X:softmax(2), 1e-6, 1e-7)
+      end)
+
+    it("clip_grad_norm_ and LBFGS on OpenCL parameters follow the CPU", function()
+      local function go(device)
+        lunar.manual_seed(66)
+        local model = mlp():to(device)
+        local X, y = blobs(30, 67)
+        X, y = X:to(device), y:to(device)
+        local opt = lunar.optim.LBFGS(model:parameters(), {lr = 0.5, max_iter = 5})
+        local norms = {}
+        for _ = 1, 2 do
+          opt:step(function()
+            opt:zero_grad()
+            local l = lunar.cross_entropy(model(X), y)
+            l:backward()
+            local n = lunar.optim.clip_grad_norm_(model:parameters(), 0.5)
+            assert.equals(device, n:device())
+            norms[#norms + 1] = n:item()
+            return l
+          end)
+        end
+        return norms, model[3].weight:to("cpu")
+      end
+      local nc, wc = go("cpu")
+      local nd, wd = go(DEV)
+      H.close(nd, nc, 1e-4, 1e-6)
+      H.close(wd, wc, 1e-4, 1e-5)
+    end)
+
     it("a scaled-down make demo gives the same history on both devices", function()
       -- scripts/demo.lua on 320 + 64 MNIST images for one epoch
       local function demo(device)
