@@ -250,6 +250,26 @@ describe("the library on OpenCL #opencl", function()
     end)
   end)
 
+  describe("autograd", function()
+    it("gradcheck checks a function of OpenCL tensors under either default device", function()
+      for _, default in ipairs({"cpu", DEV}) do
+        under(default, function()
+          lunar.manual_seed(90)
+          local x = lunar.randn(3, 4, {dtype = "float64", device = DEV, requires_grad = true})
+          local w = lunar.randn(4, 2, {dtype = "float64", device = DEV, requires_grad = true})
+          assert.is_true(lunar.autograd.gradcheck(function(a, b)
+            return (a:matmul(b)):tanh()
+          end, {x, w}))
+          -- a wrong gradient is caught on the device as well
+          local ok = lunar.autograd.gradcheck(function(a)
+            return lunar.autograd.no_grad(function() return a * 2 end) + a
+          end, {x})
+          assert.is_false(ok)
+        end)
+      end
+    end)
+  end)
+
   describe("metrics", function()
     it("take OpenCL tensors and give the CPU's results", function()
       lunar.manual_seed(50)
