@@ -1,6 +1,8 @@
 -- make demo: LeNet-5 on the embedded MNIST subset (8000 training / 2000 test digits) with
 -- lunar.train.fit: Adam, a validation split, the progress bar, test accuracy, the confusion
 -- matrix, and a save/load round trip that must predict the same.
+-- `LUNAR_DEVICE=opencl make demo` trains on the OpenCL device: the layers' parameters go to
+-- the default device, the data set stays on the CPU and fit moves each batch.
 local lunar = require("lunar")
 local nn, train, metrics = lunar.nn, lunar.train, lunar.metrics
 
@@ -33,14 +35,15 @@ local n_val = 800
 local n_fit = Xtr:size(1) - n_val
 local Xfit, yfit = Xtr:narrow(1, 1, n_fit), ytr:narrow(1, 1, n_fit)
 local Xval, yval = Xtr:narrow(1, n_fit + 1, n_val), ytr:narrow(1, n_fit + 1, n_val)
+-- Batches are made on the CPU, next to the data; fit moves each one to the model's device.
 local function shifted_batch(samples)
   local xs, ys = {}, {}
-  local shifts = lunar.randint(-2, 3, {#samples, 2}):totable()
+  local shifts = lunar.randint(-2, 3, {#samples, 2}, {device = "cpu"}):totable()
   for i, s in ipairs(samples) do
     xs[i] = s[1]:roll(shifts[i], {2, 3})
     ys[i] = s[2]
   end
-  return {lunar.stack(xs), lunar.tensor(ys, {dtype = "int64"})}
+  return {lunar.stack(xs), lunar.tensor(ys, {dtype = "int64", device = "cpu"})}
 end
 local loader = lunar.data.DataLoader(lunar.data.TensorDataset(Xfit, yfit),
   {batch_size = 32, shuffle = true, seed = 1, collate = shifted_batch})

@@ -15,6 +15,9 @@ print(("perceptron: %s (0) vs %s (1), %d samples, 4 features"):format(info.class
 
 local linear = nn.Linear(4, 1)
 local model = nn.Sequential(linear, nn.Step())
+-- the data set is on the CPU; the model on the default device (LUNAR_DEVICE): this loop
+-- calls the model itself, so the data goes to the model
+X, t = X:to(model:device()), t:to(model:device())
 local lr = 0.1
 lunar.no_grad(function()
   linear.weight:zero_()

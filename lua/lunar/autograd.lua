@@ -19,7 +19,7 @@ autograd.no_grad = core.no_grad
 -- A fixed, non-trivial projection for the check: sum(fn(x) * v) with v = sin(1..n) + 1.5.
 local function projection(y)
   local n = y:numel()
-  local v = (core.arange(1, n + 1, {dtype = "float64"}):sin() + 1.5)
+  local v = (core.arange(1, n + 1, {dtype = "float64", device = y:device()}):sin() + 1.5)
   return v:reshape(y:size()):type(y:dtype())
 end
 

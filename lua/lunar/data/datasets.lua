@@ -108,8 +108,9 @@ function M.read_csv(path, opts)
     y = y:contiguous()
   end
   local X
-  if #keep == 0 then X = lunar.zeros(data:size(1), 0, {dtype = data:dtype()})
-  else X = data:index_select(2, lunar.tensor(keep, {dtype = "int64"})) end
+  local dev = data:device()
+  if #keep == 0 then X = lunar.zeros(data:size(1), 0, {dtype = data:dtype(), device = dev})
+  else X = data:index_select(2, lunar.tensor(keep, {dtype = "int64", device = dev})) end
   return X, y, names
 end
 

@@ -17,9 +17,9 @@ local function collate_list(samples, fname)
     for _, v in ipairs(samples) do
       if math.type(v) ~= "integer" then ints = false break end
     end
-    return lunar.tensor(samples, ints and {dtype = "int64"} or nil)
+    return lunar.tensor(samples, {dtype = ints and "int64" or nil, device = "cpu"})
   elseif t == "boolean" then
-    return lunar.tensor(samples, {dtype = "bool"})
+    return lunar.tensor(samples, {dtype = "bool", device = "cpu"})
   elseif t == "string" then
     return samples
   elseif t == "table" then
@@ -93,13 +93,20 @@ function DataLoader:__len()
   return (n + self.batch_size - 1) // self.batch_size
 end
 
+-- the sampler's indices (on the CPU) where the data set's tensor t lives
+local function on(indices, t)
+  local dev = t:device()
+  if indices:device() == dev then return indices end
+  return indices:to(dev)
+end
+
 function DataLoader:_batch(indices)
   local ds = self.dataset
   if self.fast then
     local ts = ds.tensors
-    if #ts == 1 then return ts[1]:index_select(1, indices) end
+    if #ts == 1 then return ts[1]:index_select(1, on(indices, ts[1])) end
     local out = {}
-    for k, t in ipairs(ts) do out[k] = t:index_select(1, indices) end
+    for k, t in ipairs(ts) do out[k] = t:index_select(1, on(indices, t)) end
     return out
   end
   local samples = {}

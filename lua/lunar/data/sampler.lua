@@ -10,6 +10,11 @@ local class = require("lunar.class")
 
 local M = {}
 
+-- Indices are host-side bookkeeping: every sampler draws and returns them on the CPU,
+-- whatever the default device (the DataLoader moves them to a data set on another device).
+local CPU = "cpu"
+local I64 = {dtype = "int64", device = CPU}
+
 local function count_of(n, fname)
   if type(n) == "table" or type(n) == "userdata" then n = #n end
   if math.type(n) ~= "integer" or n < 0 then
@@ -37,7 +42,7 @@ local function init_stream(self, opts, fname)
     end
     self.seed = opts.seed
   elseif not self.generator then
-    self.seed = lunar.randint(0, 1 << 31, {1}):totable()[1]
+    self.seed = lunar.randint(0, 1 << 31, {1}, {device = CPU}):totable()[1]
   end
   self.epoch = 0
 end
@@ -59,7 +64,7 @@ function Sampler:set_epoch(e) self.epoch = e end
 local SequentialSampler = Sampler:extend("SequentialSampler")
 function SequentialSampler:init(n) self.num_samples = count_of(n, "SequentialSampler") end
 function SequentialSampler:sample()
-  return lunar.arange(1, self.num_samples + 1, 1, {dtype = "int64"})
+  return lunar.arange(1, self.num_samples + 1, 1, I64)
 end
 M.SequentialSampler = SequentialSampler
 
@@ -81,10 +86,10 @@ end
 function RandomSampler:sample()
   local g = next_generator(self)
   if self.replacement then
-    if self.n == 0 then return lunar.zeros(0, {dtype = "int64"}) end
-    return lunar.randint(1, self.n + 1, {self.num_samples}, {generator = g})
+    if self.n == 0 then return lunar.zeros(0, I64) end
+    return lunar.randint(1, self.n + 1, {self.num_samples}, {generator = g, device = CPU})
   end
-  local p = lunar.randperm(self.n, {generator = g})
+  local p = lunar.randperm(self.n, {generator = g, device = CPU})
   if self.num_samples < self.n then p = p:narrow(1, 1, self.num_samples) end
   return p
 end
@@ -94,18 +99,19 @@ M.RandomSampler = RandomSampler
 --   local s = lunar.data.SubsetRandomSampler(folds[1].train, {seed = 3})
 local SubsetRandomSampler = Sampler:extend("SubsetRandomSampler")
 function SubsetRandomSampler:init(indices, opts)
-  if type(indices) == "table" then indices = lunar.tensor(indices, {dtype = "int64"}) end
+  if type(indices) == "table" then indices = lunar.tensor(indices, I64) end
   if not lunar.is_tensor(indices) or indices:dim() ~= 1 then
     error("SubsetRandomSampler: indices must be a list or a 1-d tensor", 2)
   end
-  self.indices = indices:long()
+  self.indices = indices:long():to(CPU)
   self.num_samples = indices:size(1)
   init_stream(self, opts, "SubsetRandomSampler")
 end
 function SubsetRandomSampler:sample()
   local g = next_generator(self)
   if self.num_samples == 0 then return self.indices end
-  return self.indices:index_select(1, lunar.randperm(self.num_samples, {generator = g}))
+  local p = lunar.randperm(self.num_samples, {generator = g, device = CPU})
+  return self.indices:index_select(1, p)
 end
 M.SubsetRandomSampler = SubsetRandomSampler
 
@@ -119,11 +125,13 @@ M.SubsetRandomSampler = SubsetRandomSampler
 local WeightedRandomSampler = Sampler:extend("WeightedRandomSampler")
 function WeightedRandomSampler:init(weights, num_samples, replacement, opts)
   if type(replacement) == "table" then replacement, opts = nil, replacement end
-  if type(weights) == "table" then weights = lunar.tensor(weights, {dtype = "float64"}) end
+  if type(weights) == "table" then
+    weights = lunar.tensor(weights, {dtype = "float64", device = CPU})
+  end
   if not lunar.is_tensor(weights) or weights:dim() ~= 1 then
     error("WeightedRandomSampler: weights must be a list or a 1-d tensor", 2)
   end
-  weights = weights:double()
+  weights = weights:double():to(CPU)
   local w = weights:totable()
   local positive = 0
   for i, v in ipairs(w) do
@@ -156,9 +164,9 @@ end
 function WeightedRandomSampler:sample()
   local g = next_generator(self)
   local n, k = #self.cum, self.num_samples
-  if k == 0 then return lunar.zeros(0, {dtype = "int64"}) end
+  if k == 0 then return lunar.zeros(0, I64) end
   if not self.replacement then
-    local u = lunar.rand(n, {dtype = "float64", generator = g})
+    local u = lunar.rand(n, {dtype = "float64", generator = g, device = CPU})
     local keys = u:log() / self.weights -- log(u^(1/w)); zero weights give -inf
     local _, idx = keys:topk(k)
     return idx
@@ -166,7 +174,7 @@ function WeightedRandomSampler:sample()
   -- inverse CDF: the first i with cum[i] > u * total (binary search on the cumulative sums)
   local cum = self.cum
   local total = cum[n]
-  local u = lunar.rand(k, {dtype = "float64", generator = g}):totable()
+  local u = lunar.rand(k, {dtype = "float64", generator = g, device = CPU}):totable()
   local out = {}
   for j = 1, k do
     local t = u[j] * total
@@ -177,7 +185,7 @@ function WeightedRandomSampler:sample()
     end
     out[j] = lo
   end
-  return lunar.tensor(out, {dtype = "int64"})
+  return lunar.tensor(out, I64)
 end
 M.WeightedRandomSampler = WeightedRandomSampler
 

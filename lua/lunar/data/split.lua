@@ -20,10 +20,11 @@ end
 
 local function perm(n, g) -- a random order of 1..n as a Lua list
   if n == 0 then return {} end
-  return lunar.randperm(n, {generator = g}):totable()
+  return lunar.randperm(n, {generator = g, device = "cpu"}):totable()
 end
 
-local function idx(list) return lunar.tensor(list, {dtype = "int64"}) end
+-- splits are index lists for data sets on the CPU, whatever the default device
+local function idx(list) return lunar.tensor(list, {dtype = "int64", device = "cpu"}) end
 
 local function count_of(x, fname)
   if math.type(x) == "integer" and x >= 0 then return x end
@@ -256,7 +257,7 @@ function M.bootstrap(n, opts)
   n = count_of(n, "bootstrap")
   if n < 1 then error("bootstrap: needs at least 1 sample", 2) end
   local m = opts.size or n
-  local train = lunar.randint(1, n + 1, {m}, {generator = generator(opts)})
+  local train = lunar.randint(1, n + 1, {m}, {generator = generator(opts), device = "cpu"})
   local drawn = {}
   for _, i in ipairs(train:totable()) do drawn[i] = true end
   local oob = {}

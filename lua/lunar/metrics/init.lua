@@ -5,8 +5,9 @@
 --     metrics.f1_score(pred, labels, {average = "macro"})
 --     local fpr, tpr, thr = metrics.roc_curve(y01, scores)
 --
--- Inputs are lunar tensors or Lua tables (lists, or lists of rows). Results are Lua numbers,
--- except confusion_matrix (an int64 tensor) and the curves (float64 tensors).
+-- Inputs are lunar tensors (on any device) or Lua tables (lists, or lists of rows). Results
+-- are Lua numbers, except confusion_matrix (an int64 tensor) and the curves (float64
+-- tensors), which are computed on the host and always returned on the CPU.
 --
 -- Predictions given to the classification metrics become labels this way:
 --  * a 2-D [N, C] input (scores, logits or probabilities) gives the 1-based argmax of each row;
@@ -324,8 +325,8 @@ function metrics.confusion_matrix(pred, target, opts)
   end
   local classes = {}
   for i = 1, n do classes[i] = lo + i - 1 end
-  if n == 0 then return lunar.zeros({0, 0}, {dtype = "int64"}), classes end
-  return lunar.tensor(cm, {dtype = "int64"}), classes
+  if n == 0 then return lunar.zeros({0, 0}, {dtype = "int64", device = "cpu"}), classes end
+  return lunar.tensor(cm, {dtype = "int64", device = "cpu"}), classes
 end
 
 --- The confusion matrix as a text table: rows are true classes, columns predictions.
@@ -393,7 +394,7 @@ local function binary_curve(fname, y_true, scores, opts)
   return fps, tps, thr
 end
 
-local function f64(t) return lunar.tensor(t, {dtype = "float64"}) end
+local function f64(t) return lunar.tensor(t, {dtype = "float64", device = "cpu"}) end
 
 --- ROC curve, as scikit-learn's roc_curve with drop_intermediate = false: one point per
 -- distinct score (ties form one point), after a first point (0, 0) at threshold +inf

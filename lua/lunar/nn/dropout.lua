@@ -43,8 +43,8 @@ function Dropout2d:forward(x)
   if self.p == 1 then return x * 0 end
   local shape = {}
   for d = 1, x:dim() do shape[d] = d <= 2 and x:size(d) or 1 end
-  -- drawn on x's device (zeros are made on the CPU; to() is free there)
-  local keep = lunar.zeros(shape, {dtype = x:dtype()}):to(x:device()):bernoulli_(1 - self.p)
+  local keep = lunar.zeros(shape, {dtype = x:dtype(), device = x:device()})
+  keep:bernoulli_(1 - self.p)
   return x * (keep / (1 - self.p))
 end
 function Dropout2d:extra_repr() return ("p=%g"):format(self.p) end

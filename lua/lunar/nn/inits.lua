@@ -239,13 +239,15 @@ function init.orthogonal_(t, ...)
   local cols = t:numel() // rows
   if t:numel() == 0 then return t end
   -- draw rows x cols, and work on the tall orientation
-  local draw = lunar.randn({rows, cols}, {dtype = "float64", generator = opts.generator})
+  -- the Gram-Schmidt runs in Lua: draw on the host (the same numbers as on any device)
+  local draw = lunar.randn({rows, cols}, {dtype = "float64", generator = opts.generator,
+    device = "cpu"})
   local tall = rows >= cols
   if not tall then draw = draw:t() end
   local m, n = tall and rows or cols, tall and cols or rows
   local a = draw:contiguous():view(-1):totable()
   orthonormal_columns(a, m, n)
-  local q = lunar.tensor(a, {dtype = "float64"}):view(m, n)
+  local q = lunar.tensor(a, {dtype = "float64", device = t:device()}):view(m, n)
   if not tall then q = q:t() end
   inplace(function() t:copy_((q * gain):reshape(t:size()):type(t:dtype())) end)
   return t

@@ -34,14 +34,14 @@ local function shape_of(v)
   return type(v)
 end
 
-local function make_input(shape, dtype)
+local function make_input(shape, dtype, device)
   for i, s in ipairs(shape) do
     if math.type(s) ~= "integer" or s < 0 then
       error(("summary: input shape entry %d must be a non-negative integer (got %s)")
         :format(i, tostring(s)), 4)
     end
   end
-  return lunar.zeros(shape, {dtype = dtype})
+  return lunar.zeros(shape, {dtype = dtype, device = device})
 end
 
 local function pad(s, w) return s .. string.rep(" ", math.max(1, w - #s)) end
@@ -59,10 +59,11 @@ function summary.summary(model, input_shape, opts)
   opts = opts or {}
   local dtype = opts.dtype or lunar.get_default_dtype()
   local inputs = {}
+  local device = model:device() -- the probe input goes where the parameters are
   if type(input_shape[1]) == "table" then
-    for i, s in ipairs(input_shape) do inputs[i] = make_input(s, dtype) end
+    for i, s in ipairs(input_shape) do inputs[i] = make_input(s, dtype, device) end
   else
-    inputs[1] = make_input(input_shape, dtype)
+    inputs[1] = make_input(input_shape, dtype, device)
   end
 
   local names, modes = {}, {}

@@ -7,11 +7,17 @@ local lunar = require("lunar")
 
 local M = {}
 
+-- Numbers and lists become tensors on the CPU (they are bookkeeping, saved to a file);
+-- state tensors stay where they are and load_state_dict moves them to their parameter.
+local F64 = {dtype = "float64", device = "cpu"}
+
 local function encode(v, key)
   if lunar.is_tensor(v) then return v end
-  if type(v) == "number" then return lunar.tensor(v, {dtype = "float64"}) end
-  if type(v) == "boolean" then return lunar.tensor(v and 1 or 0, {dtype = "bool"}) end
-  if type(v) == "table" and #v > 0 then return lunar.tensor(v, {dtype = "float64"}) end
+  if type(v) == "number" then return lunar.tensor(v, F64) end
+  if type(v) == "boolean" then
+    return lunar.tensor(v and 1 or 0, {dtype = "bool", device = "cpu"})
+  end
+  if type(v) == "table" and #v > 0 then return lunar.tensor(v, F64) end
   error("flatten_state_dict: cannot store " .. key .. " (a " .. type(v) .. ")", 3)
 end
 
@@ -28,7 +34,7 @@ function M.flatten_state_dict(sd, prefix)
   for gi, g in ipairs(sd.param_groups) do
     for k, v in pairs(g) do
       local key = string.format("%sparam_groups.%d.%s", prefix, gi, k)
-      if k == "params" then out[key] = lunar.tensor(v, {dtype = "int64"})
+      if k == "params" then out[key] = lunar.tensor(v, {dtype = "int64", device = "cpu"})
       elseif type(v) ~= "function" and type(v) ~= "string" then out[key] = encode(v, key) end
     end
   end

@@ -40,6 +40,7 @@ function M.clip_grad_norm_(params, max_norm, norm_type, opts)
     error("clip_grad_norm_: norm_type must be a number >= 0 (got " .. tostring(norm_type) .. ")", 2)
   end
   local grads = grads_of(params, "clip_grad_norm_")
+  -- no gradient, no device to follow: the default device, as PyTorch's torch.tensor(0.)
   if #grads == 0 then return lunar.tensor(0.0) end
   local total
   lunar.no_grad(function()

@@ -49,13 +49,19 @@ local function loader_of(fname, d, what, opts)
     seed = opts.shuffle and opts.seed or nil})
 end
 
--- a batch from a loader as (inputs, targets), moved to the model's device (data sets stay
--- on the CPU; only the batch in use travels)
-local function unbatch(batch, model)
+-- where batches go: the model's device, or nil (they stay where they are) for a model
+-- without parameters or buffers
+local function batch_device(model)
+  if next(model:state_dict()) == nil then return nil end
+  return model:device()
+end
+
+-- a batch from a loader as (inputs, targets), moved to dev (data sets stay on the CPU; only
+-- the batch in use travels)
+local function unbatch(batch, dev)
   local x, y = batch, nil
   if type(batch) == "table" and not is_tensor(batch) then x, y = batch[1], batch[2] end
-  local dev = model.device and model:device() or "cpu"
-  if dev ~= "cpu" then
+  if dev then
     if is_tensor(x) and x:device() ~= dev then x = x:to(dev) end
     if is_tensor(y) and y:device() ~= dev then y = y:to(dev) end
   end
@@ -256,10 +262,11 @@ local function run_eval(fname, model, loader, L, ms, cw)
   for _, m in ipairs(ms) do names[#names + 1] = m[1] end
   local r = running(names)
   local was = model.training
+  local dev = batch_device(model)
   model:eval()
   lunar.no_grad(function()
     for _, batch in loader:enumerate() do
-      local xb, yb = unbatch(batch, model)
+      local xb, yb = unbatch(batch, dev)
       if yb == nil then error(fname .. ": the data has no targets", 5) end
       local out = model(xb)
       local n = out:size(1)
@@ -306,10 +313,11 @@ function M.predict(model, X, opts)
   end
   local outs = {}
   local was = model.training
+  local dev = batch_device(model)
   model:eval()
   lunar.no_grad(function()
     for _, batch in loader:enumerate() do
-      local xb = unbatch(batch, model)
+      local xb = unbatch(batch, dev)
       outs[#outs + 1] = model(xb)
     end
   end)
@@ -471,6 +479,7 @@ function M.fit(model, d, opts)
   for _, cb in ipairs(cbs) do cb.trainer = ctx end
 
   local was_training = model.training
+  local dev = batch_device(model)
   call(cbs, "on_train_begin", {})
   local last_logs = {}
   for epoch = first, epochs do
@@ -480,7 +489,7 @@ function M.fit(model, d, opts)
     local r = running(names)
     for b, batch in loader:enumerate() do
       call(cbs, "on_batch_begin", b, {})
-      local xb, yb = unbatch(batch, model)
+      local xb, yb = unbatch(batch, dev)
       if yb == nil then error("fit: the data has no targets (give {X, y})", 2) end
       opt:zero_grad()
       local out = model(xb)
