@@ -12,53 +12,10 @@ if #lunar.devices() == 0 then
   return
 end
 
-local DEV = "opencl:1"
+local ocl = require("tests.ocl")
+local DEV = ocl.DEV
+local check, same = ocl.check, ocl.same
 local FP64 = lunar.devices()[1].fp64
-
--- the flattened values of a tensor on any device, as Lua numbers
-local function values(t)
-  local out = {}
-  local function walk(v)
-    if type(v) == "table" then for _, e in ipairs(v) do walk(e) end
-    else out[#out + 1] = v == true and 1 or (v == false and 0 or v) end
-  end
-  walk(t:to("cpu"):totable())
-  return out
-end
-
-local function same_kind(actual, expected)
-  assert.are.same(expected:size(), actual:size())
-  assert.are.equal(expected:dtype(), actual:dtype())
-  assert.are.equal(DEV, actual:device())
-end
-
--- normalised MSE <= tol (floats); NaN fails, infinities must match
-local function check(actual, expected, tol)
-  same_kind(actual, expected)
-  local a, e = values(actual), values(expected)
-  local num, den = 0, 0
-  for i = 1, #e do
-    local x, y = a[i], e[i]
-    assert(x == x and y == y, "NaN at element " .. i)
-    if math.abs(y) == math.huge or math.abs(x) == math.huge then
-      assert(x == y, ("element %d: %s vs %s"):format(i, x, y))
-    else
-      num, den = num + (x - y) ^ 2, den + y ^ 2
-    end
-  end
-  local err = den > 0 and num / den or num
-  assert(err <= (tol or 1e-7), ("nmse %g > %g"):format(err, tol or 1e-7))
-end
-
--- element for element equal (NaN equals NaN): indices, integers, moved values
-local function same(actual, expected)
-  same_kind(actual, expected)
-  local a, e = values(actual), values(expected)
-  for i = 1, #e do
-    local x, y = a[i], e[i]
-    assert(x == y or (x ~= x and y ~= y), ("element %d: %s vs %s"):format(i, x, y))
-  end
-end
 
 -- every dtype the device holds, floats first
 local DTYPES = {"float32", "int32", "int64", "uint8", "bool"}

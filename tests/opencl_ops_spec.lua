@@ -18,57 +18,10 @@ if #lunar.devices() == 0 then
   return
 end
 
-local DEV = "opencl:1"
+local ocl = require("tests.ocl")
+local DEV = ocl.DEV
+local compare = ocl.compare
 local GEMM = 5e-4 -- GEMM and convolution: CLBlast and our im2col sum in other orders
-
--- the flattened values of a tensor on any device, as numbers
-local function values(t)
-  local out = {}
-  local function walk(v)
-    if type(v) == "table" then for _, e in ipairs(v) do walk(e) end
-    else out[#out + 1] = v == true and 1 or (v == false and 0 or v) end
-  end
-  walk(t:to("cpu"):totable())
-  return out
-end
-
--- nil when actual (OpenCL) matches expected (CPU), else what differs
-local function compare(actual, expected, tol, nan_ok)
-  if not lunar.is_tensor(expected) then
-    if type(expected) == "number" and type(actual) == "number" then
-      local d = (actual - expected) ^ 2 / math.max(expected ^ 2, 1e-300)
-      if d <= tol or actual == expected then return nil end
-    elseif actual == expected then
-      return nil
-    end
-    return ("%s vs %s"):format(tostring(actual), tostring(expected))
-  end
-  if not lunar.is_tensor(actual) then return "not a tensor: " .. tostring(actual) end
-  local sa, se = table.concat(actual:size(), "x"), table.concat(expected:size(), "x")
-  if sa ~= se then return ("shape [%s] vs [%s]"):format(sa, se) end
-  if actual:dtype() ~= expected:dtype() then
-    return ("dtype %s vs %s"):format(actual:dtype(), expected:dtype())
-  end
-  if actual:device() ~= DEV then return "result on " .. actual:device() end
-  if expected:device() ~= "cpu" then return "CPU result on " .. expected:device() end
-  local a, e = values(actual), values(expected)
-  local num, den = 0, 0
-  for i = 1, #e do
-    local x, y = a[i], e[i]
-    if nan_ok and (x ~= x or y ~= y) then
-      if (x ~= x) ~= (y ~= y) then return ("element %d: %s vs %s"):format(i, x, y) end
-    elseif y ~= y then return "NaN from the CPU at element " .. i
-    elseif x ~= x then return "NaN from OpenCL at element " .. i
-    elseif y == math.huge or y == -math.huge or x == math.huge or x == -math.huge then
-      if x ~= y then return ("element %d: %s vs %s"):format(i, x, y) end
-    else
-      num, den = num + (x - y) ^ 2, den + y ^ 2
-    end
-  end
-  local err = den > 0 and num / den or num
-  if err > tol then return ("nmse %g > %g"):format(err, tol) end
-  return nil
-end
 
 -- Inputs ------------------------------------------------------------------------------------
 -- I(shape, kind, k): kind "f" (normal; integers for integer dtypes), "pos" (>= 0.5, e.g. for
@@ -748,7 +701,7 @@ end
 local function is_float(t) return lunar.is_tensor(t) and t:dtype():find("float") ~= nil end
 
 -- runs entry e on device dev from the stored inputs; returns outputs and input gradients
-local function run(e, dt, stored, views, rs, dev)
+local function run(e, _, stored, views, rs, dev)
   local leaves, args = {}, {}
   for i, s in ipairs(stored) do
     local l = dev == "cpu" and s:clone() or s:to(dev)

@@ -15,19 +15,10 @@ if #lunar.devices() == 0 then
   return
 end
 
-local DEV = "opencl:1"
+local ocl = require("tests.ocl")
+local DEV = ocl.DEV
+local values = ocl.values
 local FP64 = lunar.devices()[1].fp64
-
--- the flattened values of a tensor on any device (booleans as 0/1)
-local function values(t)
-  local out = {}
-  local function walk(v)
-    if type(v) == "table" then for _, e in ipairs(v) do walk(e) end
-    else out[#out + 1] = v == true and 1 or (v == false and 0 or v) end
-  end
-  walk(t:to("cpu"):totable())
-  return out
-end
 
 -- actual (OpenCL) equals expected (CPU) bit for bit: same shape, dtype, values
 local function exact(actual, expected)
@@ -340,9 +331,9 @@ describe("opencl optimizers #opencl", function()
   it("a CPU state dict loads onto OpenCL parameters and steps on", function()
     local make = function(ps) return optim.Adam(ps, {lr = 0.01, amsgrad = true}) end
     local pc, bc, oc = steps("cpu", "float32", make, 3)
-    local ocl = {pc:to(DEV):requires_grad_(true), bc:to(DEV):requires_grad_(true)}
+    local dev_ps = {pc:to(DEV):requires_grad_(true), bc:to(DEV):requires_grad_(true)}
     local cpu = {pc:clone():requires_grad_(true), bc:clone():requires_grad_(true)}
-    local o1, o2 = make(ocl), make(cpu)
+    local o1, o2 = make(dev_ps), make(cpu)
     o1:load_state_dict(oc:state_dict())
     o2:load_state_dict(oc:state_dict())
     for _, st in pairs(o1.state) do
@@ -350,15 +341,15 @@ describe("opencl optimizers #opencl", function()
         if lunar.is_tensor(v) then assert.are.equal(DEV, v:device()) end
       end
     end
-    for _, run in ipairs({{ocl, o1}, {cpu, o2}}) do
+    for _, run in ipairs({{dev_ps, o1}, {cpu, o2}}) do
       local ps, opt = run[1], run[2]
       opt:zero_grad()
       local loss = (ps[1] * ps[1]):sum() + (ps[2] * ps[2]):sum()
       loss:backward()
       opt:step()
     end
-    near(ocl[1]:detach(), cpu[1]:detach(), 1e-6)
-    near(ocl[2]:detach(), cpu[2]:detach(), 1e-6)
+    near(dev_ps[1]:detach(), cpu[1]:detach(), 1e-6)
+    near(dev_ps[2]:detach(), cpu[2]:detach(), 1e-6)
   end)
 
   it("*_like constructors make the state on the parameter's device", function()

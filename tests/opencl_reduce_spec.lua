@@ -10,17 +10,9 @@ if #lunar.devices() == 0 then
   return
 end
 
-local DEV = "opencl:1"
-
-local function values(t)
-  local out = {}
-  local function walk(v)
-    if type(v) == "table" then for _, e in ipairs(v) do walk(e) end
-    else out[#out + 1] = v == true and 1 or (v == false and 0 or v) end
-  end
-  walk(t:to("cpu"):totable())
-  return out
-end
+local ocl = require("tests.ocl")
+local DEV = ocl.DEV
+local values = ocl.values
 
 -- normalised MSE <= tol; NaN only where the CPU has NaN; infinities equal
 local function check(actual, expected, tol)
