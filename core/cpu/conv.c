@@ -35,59 +35,80 @@ static void tap_range(int64_t off, int64_t s, int64_t n, int64_t on, int64_t *lo
     *lo = l, *hi = h;
 }
 
-#define IM2COL_BODY(T, ADJOINT)                                                               \
+/* One plane: xs [h, w] and its kh * kw column rows cs [kh * kw, oh * ow]. A function of its
+ * own so that it gets the AVX2 clone, and with plain loops rather than memcpy/memset per
+ * row (LeNet's rows are 10 to 28 elements: the calls cost more than the copies). */
+#define IM2COL_PLANE(T, ADJOINT)                                                              \
     {                                                                                         \
-        const lunar_conv_geom *gg = g;                                                        \
-        int64_t planes = gg->n * gg->c, hw = gg->h * gg->w, L = gg->oh * gg->ow;              \
-        int64_t kk = gg->kh * gg->kw, ow = gg->ow, sw = gg->sw;                               \
-        T *xp = (T *)cpu_ptr(x);                                                              \
-        T *cp = (T *)cpu_ptr(col);                                                            \
-        PLANES_PARALLEL(planes * kk * L)                                                      \
-        for (int64_t p = 0; p < planes; p++) {                                                \
-            T *xs = xp + p * hw;                                                              \
-            if (ADJOINT) memset(xs, 0, sizeof(T) * (size_t)hw);                               \
-            for (int64_t ki = 0; ki < gg->kh; ki++) {                                         \
-                int64_t y_lo, y_hi;                                                           \
-                tap_range(ki * gg->dh - gg->pt, gg->sh, gg->h, gg->oh, &y_lo, &y_hi);         \
-                for (int64_t kj = 0; kj < gg->kw; kj++) {                                     \
-                    int64_t xoff = kj * gg->dw - gg->pl, lo, hi;                              \
-                    tap_range(xoff, sw, gg->w, ow, &lo, &hi);                                 \
-                    T *row = cp + (p * kk + ki * gg->kw + kj) * L;                            \
-                    if (!(ADJOINT)) {                                                         \
-                        memset(row, 0, sizeof(T) * (size_t)(y_lo * ow));                      \
-                        T *tail = row + y_hi * ow;                                        \
-                        memset(tail, 0, sizeof(T) * (size_t)((gg->oh - y_hi) * ow));     \
-                    }                                                                         \
-                    for (int64_t oy = y_lo; oy < y_hi; oy++) {                                \
-                        T *r = row + oy * ow;                                                 \
-                        T *xr = xs + (oy * gg->sh - gg->pt + ki * gg->dh) * gg->w;              \
-                        if (ADJOINT) {                                                        \
-                            if (sw == 1)                                                      \
-                                for (int64_t ox = lo; ox < hi; ox++) xr[ox + xoff] += r[ox];  \
-                            else                                                              \
-                                for (int64_t ox = lo; ox < hi; ox++) xr[ox * sw + xoff] += r[ox]; \
-                        } else {                                                              \
-                            for (int64_t ox = 0; ox < lo; ox++) r[ox] = 0;                    \
-                            if (sw == 1 && hi > lo)                                           \
-                                memcpy(r + lo, xr + lo + xoff, sizeof(T) * (size_t)(hi - lo)); \
-                            else if (sw != 1)                                                 \
-                                for (int64_t ox = lo; ox < hi; ox++) r[ox] = xr[ox * sw + xoff]; \
-                            for (int64_t ox = hi; ox < ow; ox++) r[ox] = 0;                   \
-                        }                                                                     \
+        int64_t L = gg->oh * gg->ow, ow = gg->ow, sw = gg->sw;                                \
+        if (ADJOINT)                                                                          \
+            for (int64_t i = 0; i < gg->h * gg->w; i++) xs[i] = 0;                            \
+        for (int64_t ki = 0; ki < gg->kh; ki++) {                                             \
+            int64_t y_lo, y_hi;                                                               \
+            tap_range(ki * gg->dh - gg->pt, gg->sh, gg->h, gg->oh, &y_lo, &y_hi);             \
+            for (int64_t kj = 0; kj < gg->kw; kj++) {                                         \
+                int64_t xoff = kj * gg->dw - gg->pl, lo, hi;                                  \
+                tap_range(xoff, sw, gg->w, ow, &lo, &hi);                                     \
+                T *row = cs + (ki * gg->kw + kj) * L;                                         \
+                if (!(ADJOINT)) {                                                             \
+                    for (int64_t i = 0; i < y_lo * ow; i++) row[i] = 0;                       \
+                    for (int64_t i = y_hi * ow; i < L; i++) row[i] = 0;                       \
+                }                                                                             \
+                for (int64_t oy = y_lo; oy < y_hi; oy++) {                                    \
+                    T *r = row + oy * ow;                                                     \
+                    T *xr = xs + (oy * gg->sh - gg->pt + ki * gg->dh) * gg->w;                \
+                    if (ADJOINT) {                                                            \
+                        if (sw == 1)                                                          \
+                            for (int64_t ox = lo; ox < hi; ox++) xr[ox + xoff] += r[ox];      \
+                        else                                                                  \
+                            for (int64_t ox = lo; ox < hi; ox++) xr[ox * sw + xoff] += r[ox]; \
+                    } else {                                                                  \
+                        for (int64_t ox = 0; ox < lo; ox++) r[ox] = 0;                        \
+                        if (sw == 1)                                                          \
+                            for (int64_t ox = lo; ox < hi; ox++) r[ox] = xr[ox + xoff];       \
+                        else                                                                  \
+                            for (int64_t ox = lo; ox < hi; ox++) r[ox] = xr[ox * sw + xoff];  \
+                        for (int64_t ox = hi; ox < ow; ox++) r[ox] = 0;                       \
                     }                                                                         \
                 }                                                                             \
             }                                                                                 \
         }                                                                                     \
     }
 
+/* GCC would turn the row loops back into memcpy/memset calls */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NO_LIBCALLS
+#endif
+
+CPU_CLONES NO_LIBCALLS static void im2col_plane_f32(float *restrict cs, float *restrict xs,
+                                        const lunar_conv_geom *gg) IM2COL_PLANE(float, 0)
+CPU_CLONES NO_LIBCALLS static void im2col_plane_f64(double *restrict cs, double *restrict xs,
+                                        const lunar_conv_geom *gg) IM2COL_PLANE(double, 0)
+CPU_CLONES NO_LIBCALLS static void col2im_plane_f32(float *restrict cs, float *restrict xs,
+                                        const lunar_conv_geom *gg) IM2COL_PLANE(float, 1)
+CPU_CLONES NO_LIBCALLS static void col2im_plane_f64(double *restrict cs, double *restrict xs,
+                                        const lunar_conv_geom *gg) IM2COL_PLANE(double, 1)
+
+#define IM2COL_BODY(T, FN)                                                                    \
+    {                                                                                         \
+        int64_t planes = g->n * g->c, hw = g->h * g->w, L = g->oh * g->ow;                    \
+        int64_t kk = g->kh * g->kw;                                                           \
+        T *xp = (T *)cpu_ptr(x);                                                              \
+        T *cp = (T *)cpu_ptr(col);                                                            \
+        PLANES_PARALLEL(planes * kk * L)                                                      \
+        for (int64_t p = 0; p < planes; p++) FN(cp + p * kk * L, xp + p * hw, g);             \
+    }
+
 static void im2col_f32(lunar_tensor *col, const lunar_tensor *x, const lunar_conv_geom *g)
-    IM2COL_BODY(float, 0)
+    IM2COL_BODY(float, im2col_plane_f32)
 static void im2col_f64(lunar_tensor *col, const lunar_tensor *x, const lunar_conv_geom *g)
-    IM2COL_BODY(double, 0)
+    IM2COL_BODY(double, im2col_plane_f64)
 static void col2im_f32(const lunar_tensor *col, lunar_tensor *x, const lunar_conv_geom *g)
-    IM2COL_BODY(float, 1)
+    IM2COL_BODY(float, col2im_plane_f32)
 static void col2im_f64(const lunar_tensor *col, lunar_tensor *x, const lunar_conv_geom *g)
-    IM2COL_BODY(double, 1)
+    IM2COL_BODY(double, col2im_plane_f64)
 
 /* x [n, c, h, w] -> col [n, c * kh * kw, oh * ow] */
 lunar_status cpu_im2col(lunar_tensor *col, const lunar_tensor *x, const lunar_conv_geom *g) {
