@@ -1,0 +1,62 @@
+-- Thin float32 products (core/cpu/sgemm_small.c: M, N or K <= 32) against the same
+-- product in float64 (OpenBLAS): every layout the kernels take, the tails of their blocks
+-- (rows of 6 and 3, columns of 16, 8 and 4, K not a multiple of 8), and beta.
+local lunar = require("lunar")
+local H = require("tests.helper")
+
+-- float32 rounding grows with the length of the dot products
+local function check(got, a, b)
+  local want = a:double():matmul(b:double())
+  H.close(got:double(), want, 1e-5, 1e-5 + 2e-7 * a:size(a:dim()))
+end
+
+-- an [r, c] float32 matrix whose storage holds it transposed when t is true
+local function mat(r, c, t)
+  if t then return lunar.randn(c, r):t() end
+  return lunar.randn(r, c)
+end
+
+describe("thin float32 matmul", function()
+  lunar.manual_seed(7)
+
+  it("matches float64 for every layout and tail", function()
+    local shapes = {
+      {6, 784, 25}, {16, 100, 150}, {150, 100, 16}, {25, 6, 784}, {150, 16, 100},
+      {1, 1, 1}, {2, 3, 1}, {7, 17, 9}, {5, 8, 3}, {13, 15, 8}, {3, 33, 300},
+      {40, 9, 12}, {33, 5, 257}, {64, 10, 84}, {10, 84, 64}, {4, 1, 31},
+    }
+    for _, s in ipairs(shapes) do
+      local m, n, k = s[1], s[2], s[3]
+      for _, ta in ipairs({false, true}) do
+        for _, tb in ipairs({false, true}) do
+          local a, b = mat(m, k, ta), mat(k, n, tb)
+          check(a:matmul(b), a, b)
+        end
+      end
+    end
+  end)
+
+  it("row-strided operands and a batch with a broadcast operand", function()
+    local a = lunar.randn(9, 40):narrow(2, 3, 20) -- row stride 40
+    local b = lunar.randn(20, 48):narrow(2, 5, 21)
+    check(a:matmul(b), a, b)
+    local w = lunar.randn(6, 25)
+    local cols = lunar.randn(4, 25, 50)
+    local y = w:matmul(cols)
+    for i = 1, 4 do check(y[i], w, cols[i]) end
+  end)
+
+  it("addmm: beta scales the existing values, beta 0 ignores them", function()
+    local c = lunar.randn(7, 19)
+    local a, b = lunar.randn(7, 5), lunar.randn(5, 19)
+    local want = c:double() * 0.5 + a:double():matmul(b:double()) * 2
+    H.close(lunar.addmm(c, a, b, {beta = 0.5, alpha = 2}):double(), want, 1e-5, 1e-5)
+    local nan = lunar.full({7, 19}, 0 / 0)
+    H.close(lunar.addmm(nan, a, b, {beta = 0}):double(), a:double():matmul(b:double()),
+      1e-5, 1e-5)
+    local bt = lunar.randn(19, 40):t() -- b given transposed
+    local a2 = lunar.randn(7, 40)
+    H.close(lunar.addmm(c, a2, bt, {beta = 0.5}):double(),
+      c:double() * 0.5 + a2:double():matmul(bt:double()), 1e-5, 1e-5)
+  end)
+end)
