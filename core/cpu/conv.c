@@ -8,6 +8,7 @@
 #include "cpu.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* OpenMP across planes when the whole job is worth it (never around a GEMM). */
@@ -35,12 +36,47 @@ static void tap_range(int64_t off, int64_t s, int64_t n, int64_t on, int64_t *lo
     *lo = l, *hi = h;
 }
 
+/* The forward at column stride 1 with rows of at least 32 bytes: every column row is a
+ * copy of ow elements out of the zero-padded plane (made once per plane when there is
+ * padding), in 32-byte moves with the last one overlapping, so no row has a scalar tail
+ * or a clipped range (conv1 of LeNet: 28-wide rows, padding 2). Falls through to the
+ * general loops when the padded plane cannot be allocated. */
+#define IM2COL_UNIT(T)                                                                        \
+    {                                                                                         \
+        const int64_t V = 32 / (int64_t)sizeof(T);                                            \
+        int64_t wp = gg->w + gg->pl + gg->pr, hp = gg->h + gg->pt + gg->pb;                   \
+        bool padded = wp != gg->w || hp != gg->h;                                             \
+        T *buf = padded ? malloc(sizeof(T) * (size_t)(hp * wp)) : NULL;                       \
+        const T *src = padded ? buf : xs;                                                     \
+        if (src) {                                                                            \
+            if (padded) {                                                                     \
+                memset(buf, 0, sizeof(T) * (size_t)(hp * wp));                                \
+                for (int64_t y = 0; y < gg->h; y++)                                           \
+                    memcpy(buf + (y + gg->pt) * wp + gg->pl, xs + y * gg->w,                  \
+                           sizeof(T) * (size_t)gg->w);                                        \
+            }                                                                                 \
+            for (int64_t ki = 0; ki < gg->kh; ki++)                                           \
+                for (int64_t kj = 0; kj < gg->kw; kj++) {                                     \
+                    T *row = cs + (ki * gg->kw + kj) * L;                                     \
+                    for (int64_t oy = 0; oy < gg->oh; oy++) {                                 \
+                        const T *sr = src + (oy * gg->sh + ki * gg->dh) * wp + kj * gg->dw;   \
+                        T *r = row + oy * ow;                                                 \
+                        for (int64_t i = 0; i + V <= ow; i += V) memcpy(r + i, sr + i, 32);   \
+                        memcpy(r + ow - V, sr + ow - V, 32);                                  \
+                    }                                                                         \
+                }                                                                             \
+            free(buf);                                                                        \
+            return;                                                                           \
+        }                                                                                     \
+    }
+
 /* One plane: xs [h, w] and its kh * kw column rows cs [kh * kw, oh * ow]. A function of its
  * own so that it gets the AVX2 clone, and with plain loops rather than memcpy/memset per
  * row (LeNet's rows are 10 to 28 elements: the calls cost more than the copies). */
 #define IM2COL_PLANE(T, ADJOINT)                                                              \
     {                                                                                         \
         int64_t L = gg->oh * gg->ow, ow = gg->ow, sw = gg->sw;                                \
+        if (!(ADJOINT) && sw == 1 && ow * (int64_t)sizeof(T) >= 32) IM2COL_UNIT(T)            \
         if (ADJOINT)                                                                          \
             for (int64_t i = 0; i < gg->h * gg->w; i++) xs[i] = 0;                            \
         for (int64_t ki = 0; ki < gg->kh; ki++) {                                             \
