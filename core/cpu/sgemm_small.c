@@ -125,9 +125,9 @@ INL __m128 sum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
         for (int r = 0; r < MR; r++) {                                                        \
             float s[4];                                                                       \
             _mm_storeu_ps(s, sum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));               \
-            float *cp = C + (i + r) * ldc + j;                                                \
+            float *cp = C + (i + r) * rsc + j * csc;                                          \
             for (int q = 0; q < NR; q++)                                                      \
-                cp[q] = beta != 0 ? alpha * s[q] + beta * cp[q] : alpha * s[q];               \
+                cp[q * csc] = beta != 0 ? alpha * s[q] + beta * cp[q * csc] : alpha * s[q];   \
         }                                                                                     \
     } while (0)
 
@@ -139,11 +139,11 @@ INL __m128 sum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
         else if (M - i == 1) DOTS_BLOCK(1, NR);                                               \
     } while (0)
 
-/* C [M, N] (row stride ldc) = alpha A @ B + beta C; A element (i, p) at i rsa + p; B
- * element (p, j) at p + j csb. */
+/* C [M, N] (element (i, j) at i rsc + j csc) = alpha A @ B + beta C; A element (i, p) at
+ * i rsa + p; B element (p, j) at p + j csb. */
 TGT static void dots_form(int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                           int64_t rsa, const float *B, int64_t csb, float beta, float *C,
-                          int64_t ldc) {
+                          int64_t rsc, int64_t csc) {
     __m256i km = lanes(K % 8 ? K % 8 : 8);
     int64_t j = 0;
     for (; j + 4 <= N; j += 4) DOTS_ROWS(4);
@@ -181,7 +181,10 @@ bool cpu_sgemm_small(int64_t M, int64_t N, int64_t K, float alpha, const float *
             rows_form(M, N, K, alpha, A, rsa, 1, bt, N, beta, C, ldc);
             free(bt);
         } else {
-            dots_form(M, N, K, alpha, A, rsa, B, csb, beta, C, ldc);
+            /* the smaller side in blocks of 3, the larger in blocks of 4: as C^T = B^T A^T
+             * when N < M (LeNet's conv1 weight gradient: 25 x 6 as 6 x 25) */
+            if (N < M) dots_form(N, M, K, alpha, B, csb, A, rsa, beta, C, 1, ldc);
+            else dots_form(M, N, K, alpha, A, rsa, B, csb, beta, C, ldc, 1);
         }
         return true;
     }
