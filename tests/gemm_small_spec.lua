@@ -62,7 +62,7 @@ describe("thin float32 matmul", function()
 end)
 
 -- im2col's whole-row copies (column stride 1, rows of at least 32 bytes, out of a
--- zero-padded plane) against a direct convolution written out in Lua.
+-- zero-padded plane) and col2im's whole-row sums against a direct convolution in Lua.
 describe("conv2d with stride-1 columns against a direct loop", function()
   lunar.manual_seed(11)
 
@@ -74,7 +74,17 @@ describe("conv2d with stride-1 columns against a direct loop", function()
     local pt, pl = o.padding[1], o.padding[2]
     local oh = (h + 2 * pt - dh * (kh - 1) - 1) // sh + 1
     local ow = (wd + 2 * pl - dw * (kw - 1) - 1) // sw + 1
-    local y, gw = {}, {}
+    local y, gw, gx = {}, {}, {}
+    for b = 1, n do
+      gx[b] = {}
+      for ci = 1, c do
+        gx[b][ci] = {}
+        for iy = 1, h do
+          gx[b][ci][iy] = {}
+          for ix = 1, wd do gx[b][ci][iy][ix] = 0 end
+        end
+      end
+    end
     for q = 1, co do
       gw[q] = {}
       for ci = 1, c do
@@ -102,6 +112,7 @@ describe("conv2d with stride-1 columns against a direct loop", function()
                     local v = X[b][ci][iy][ix]
                     s = s + v * W[q][ci][ki][kj]
                     gw[q][ci][ki][kj] = gw[q][ci][ki][kj] + v -- d sum(y) / dw
+                    gx[b][ci][iy][ix] = gx[b][ci][iy][ix] + W[q][ci][ki][kj]
                   end
                 end
               end
@@ -111,10 +122,10 @@ describe("conv2d with stride-1 columns against a direct loop", function()
         end
       end
     end
-    return y, gw
+    return y, gw, gx
   end
 
-  it("padding, dilation and row stride; forward and weight gradient", function()
+  it("padding, dilation and row stride; forward, weight and input gradients", function()
     local cases = {
       {x = {2, 1, 28, 28}, w = {6, 1, 5, 5},
         o = {stride = {1, 1}, padding = {2, 2}, dilation = {1, 1}}},
@@ -122,16 +133,21 @@ describe("conv2d with stride-1 columns against a direct loop", function()
         o = {stride = {2, 1}, padding = {1, 0}, dilation = {1, 2}}},
       {x = {1, 2, 7, 20}, w = {3, 2, 2, 3},
         o = {stride = {1, 1}, padding = {0, 3}, dilation = {2, 1}}},
+      {x = {2, 6, 14, 14}, w = {16, 6, 5, 5}, -- LeNet's conv2: 10-wide rows
+        o = {stride = {1, 1}, padding = {0, 0}, dilation = {1, 1}}},
+      {x = {1, 2, 9, 18}, w = {2, 2, 3, 3}, -- 16-wide rows: no partial vector
+        o = {stride = {1, 1}, padding = {0, 0}, dilation = {1, 1}}},
     }
     for _, cs in ipairs(cases) do
       for _, dt in ipairs({"float32", "float64"}) do
-        local x = lunar.randn(cs.x, {dtype = dt})
+        local x = lunar.randn(cs.x, {dtype = dt, requires_grad = true})
         local w = lunar.randn(cs.w, {dtype = dt, requires_grad = true})
         local y = lunar.conv2d(x, w, nil, cs.o)
         y:sum():backward()
-        local ry, rgw = direct(x, w, cs.o)
-        H.close(y, ry, 1e-5, 1e-5)
+        local ry, rgw, rgx = direct(x, w, cs.o)
+        H.close(y, ry, 1e-5, 1e-4)
         H.close(w.grad, rgw, 1e-5, 1e-4)
+        H.close(x.grad, rgx, 1e-5, 1e-4)
       end
     end
   end)

@@ -70,10 +70,46 @@ static void tap_range(int64_t off, int64_t s, int64_t n, int64_t on, int64_t *lo
         }                                                                                     \
     }
 
+/* d[0..n) += r[0..n), n at least one 32-byte vector, with no scalar tail: the last partial
+ * vector is added as the vector ending at n with its leading lanes (already added by the
+ * vector before it) masked to 0. Both are loaded before either is stored and the earlier is
+ * stored last, so the overlap ends up with the earlier vector's sums. */
+typedef float vf32 __attribute__((vector_size(32)));
+typedef int32_t vi32 __attribute__((vector_size(32)));
+typedef double vf64 __attribute__((vector_size(32)));
+typedef int64_t vi64 __attribute__((vector_size(32)));
+#define ADD_ROW(T, VT, IT, d_, r_, n_)                                                        \
+    do {                                                                                      \
+        T *d = (d_);                                                                          \
+        const T *rr = (r_);                                                                   \
+        const int64_t V = 32 / (int64_t)sizeof(T), n = (n_);                                  \
+        int64_t i = 0;                                                                        \
+        for (; i + 2 * V <= n; i += V) {                                                      \
+            VT a, b;                                                                          \
+            memcpy(&a, d + i, 32);                                                            \
+            memcpy(&b, rr + i, 32);                                                           \
+            a += b;                                                                           \
+            memcpy(d + i, &a, 32);                                                            \
+        }                                                                                     \
+        VT a0, b0, a1, b1;                                                                    \
+        IT lane;                                                                              \
+        for (int64_t l = 0; l < V; l++) lane[l] = l;                                          \
+        memcpy(&a0, d + i, 32);                                                               \
+        memcpy(&b0, rr + i, 32);                                                              \
+        memcpy(&a1, d + n - V, 32);                                                           \
+        memcpy(&b1, rr + n - V, 32);                                                          \
+        __typeof__(lane[0]) first = (__typeof__(lane[0]))(2 * V - (n - i));                   \
+        b1 = (VT)((IT)b1 & (lane >= first));                                                  \
+        a0 += b0;                                                                             \
+        a1 += b1;                                                                             \
+        memcpy(d + n - V, &a1, 32);                                                           \
+        memcpy(d + i, &a0, 32);                                                               \
+    } while (0)
+
 /* One plane: xs [h, w] and its kh * kw column rows cs [kh * kw, oh * ow]. A function of its
  * own so that it gets the AVX2 clone, and with plain loops rather than memcpy/memset per
  * row (LeNet's rows are 10 to 28 elements: the calls cost more than the copies). */
-#define IM2COL_PLANE(T, ADJOINT)                                                              \
+#define IM2COL_PLANE(T, VT, IT, ADJOINT)                                                      \
     {                                                                                         \
         int64_t L = gg->oh * gg->ow, ow = gg->ow, sw = gg->sw;                                \
         if (!(ADJOINT) && sw == 1 && ow * (int64_t)sizeof(T) >= 32) IM2COL_UNIT(T)            \
@@ -94,7 +130,9 @@ static void tap_range(int64_t off, int64_t s, int64_t n, int64_t on, int64_t *lo
                     T *r = row + oy * ow;                                                     \
                     T *xr = xs + (oy * gg->sh - gg->pt + ki * gg->dh) * gg->w;                \
                     if (ADJOINT) {                                                            \
-                        if (sw == 1)                                                          \
+                        if (sw == 1 && lo == 0 && hi == ow && ow * (int64_t)sizeof(T) >= 32)  \
+                            ADD_ROW(T, VT, IT, xr + xoff, r, ow);                              \
+                        else if (sw == 1)                                                     \
                             for (int64_t ox = lo; ox < hi; ox++) xr[ox + xoff] += r[ox];      \
                         else                                                                  \
                             for (int64_t ox = lo; ox < hi; ox++) xr[ox * sw + xoff] += r[ox]; \
@@ -119,13 +157,17 @@ static void tap_range(int64_t off, int64_t s, int64_t n, int64_t on, int64_t *lo
 #endif
 
 CPU_CLONES NO_LIBCALLS static void im2col_plane_f32(float *restrict cs, float *restrict xs,
-                                        const lunar_conv_geom *gg) IM2COL_PLANE(float, 0)
+                                        const lunar_conv_geom *gg)
+    IM2COL_PLANE(float, vf32, vi32, 0)
 CPU_CLONES NO_LIBCALLS static void im2col_plane_f64(double *restrict cs, double *restrict xs,
-                                        const lunar_conv_geom *gg) IM2COL_PLANE(double, 0)
+                                        const lunar_conv_geom *gg)
+    IM2COL_PLANE(double, vf64, vi64, 0)
 CPU_CLONES NO_LIBCALLS static void col2im_plane_f32(float *restrict cs, float *restrict xs,
-                                        const lunar_conv_geom *gg) IM2COL_PLANE(float, 1)
+                                        const lunar_conv_geom *gg)
+    IM2COL_PLANE(float, vf32, vi32, 1)
 CPU_CLONES NO_LIBCALLS static void col2im_plane_f64(double *restrict cs, double *restrict xs,
-                                        const lunar_conv_geom *gg) IM2COL_PLANE(double, 1)
+                                        const lunar_conv_geom *gg)
+    IM2COL_PLANE(double, vf64, vi64, 1)
 
 #define IM2COL_BODY(T, FN)                                                                    \
     {                                                                                         \
