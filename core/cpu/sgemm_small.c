@@ -164,9 +164,11 @@ bool cpu_sgemm_small(int64_t M, int64_t N, int64_t K, float alpha, const float *
         __builtin_cpu_init();
         have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }
-    /* Thin or short products only: large ones are OpenBLAS's (packing pays off there). */
+    /* Thin or short products only: large ones are OpenBLAS's (packing pays off there).
+     * alpha = 0 also stays there: BLAS then leaves A and B unread (no NaN from them). */
     bool thin = M <= 32 || N <= 32 || K <= 32;
-    if (!have_avx2 || !thin || M * N * K > ((int64_t)1 << 22) || K == 0) return false;
+    if (!have_avx2 || !thin || M * N * K > ((int64_t)1 << 22) || K == 0 || alpha == 0)
+        return false;
     if (csb == 1 || N == 1) {
         rows_form(M, N, K, alpha, A, rsa, csa, B, rsb, beta, C, ldc);
         return true;
