@@ -152,3 +152,40 @@ describe("conv2d with stride-1 columns against a direct loop", function()
     end
   end)
 end)
+
+-- max_pool2d 2x2 stride 2 in blocks of 8 outputs (the last block overlapping) against a
+-- direct loop: values, 1-based indices per plane, the first maximum on ties, NaN wins.
+describe("max_pool2d 2x2 rows in blocks of 8", function()
+  it("matches a direct loop for row widths around the block size", function()
+    for _, wd in ipairs({6, 16, 18, 28, 34}) do
+      local x = (lunar.randn(2, 3, 6, wd) * 2):round() -- many ties
+      local X = x:totable()
+      X[1][2][3][5] = 0 / 0
+      x = lunar.tensor(X)
+      local y, idx = lunar.max_pool2d(x, 2, {return_indices = true})
+      local Y, I = y:totable(), idx:totable()
+      for b = 1, 2 do
+        for c = 1, 3 do
+          for oy = 1, 3 do
+            for ox = 1, wd // 2 do
+              local best, bi = -math.huge, nil
+              for dy = 0, 1 do
+                for dx = 0, 1 do
+                  local iy, ix = 2 * oy - 1 + dy, 2 * ox - 1 + dx
+                  local v = X[b][c][iy][ix]
+                  if bi == nil or v > best or v ~= v then
+                    if best == best then best, bi = v, (iy - 1) * wd + ix end
+                  end
+                end
+              end
+              local got = Y[b][c][oy][ox]
+              assert(got == best or (got ~= got and best ~= best),
+                ("w %d: y[%d][%d][%d][%d] = %s, expected %s"):format(wd, b, c, oy, ox, got, best))
+              assert.are.equal(bi, I[b][c][oy][ox])
+            end
+          end
+        end
+      end
+    end
+  end)
+end)

@@ -236,18 +236,32 @@ static void pool_span(int64_t o, int64_t s, int64_t pad, int64_t k, int64_t d, i
         bi = c_ ? (at) : bi;                                                                  \
     } while (0)
 
+#define MAX_ONE(T, ox)                                                                        \
+    do {                                                                                      \
+        T a = r0[2 * (ox)], b = r0[2 * (ox) + 1], c = r1[2 * (ox)], d = r1[2 * (ox) + 1];    \
+        int64_t at = i0 + 2 * (ox), bi = at;                                                  \
+        T best = (T)-INFINITY;                                                                \
+        MAX_SEL(a, at);                                                                       \
+        MAX_SEL(b, at + 1);                                                                   \
+        MAX_SEL(c, at + w);                                                                   \
+        MAX_SEL(d, at + w + 1);                                                               \
+        yr[ox] = best;                                                                        \
+        ir[ox] = bi;                                                                          \
+    } while (0)
+
+/* Blocks of 8 outputs (a fixed count the compiler vectorises whole); a row of at least 8
+ * ends with the block ending at n, which recomputes a few outputs with the same result
+ * instead of leaving a scalar tail (LeNet's first pooling: 14-wide rows). */
 #define MAX_ROW2(T)                                                                           \
     {                                                                                         \
-        for (int64_t ox = 0; ox < n; ox++) {                                                  \
-            T a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];         \
-            int64_t at = i0 + 2 * ox, bi = at;                                                \
-            T best = (T)-INFINITY;                                                            \
-            MAX_SEL(a, at);                                                                   \
-            MAX_SEL(b, at + 1);                                                               \
-            MAX_SEL(c, at + w);                                                               \
-            MAX_SEL(d, at + w + 1);                                                           \
-            yr[ox] = best;                                                                    \
-            ir[ox] = bi;                                                                      \
+        if (n < 8) {                                                                          \
+            for (int64_t ox = 0; ox < n; ox++) MAX_ONE(T, ox);                                \
+            return;                                                                           \
+        }                                                                                     \
+        for (int64_t o0 = 0;; o0 += 8) {                                                      \
+            if (o0 > n - 8) o0 = n - 8;                                                       \
+            for (int64_t k = 0; k < 8; k++) MAX_ONE(T, o0 + k);                               \
+            if (o0 == n - 8) break;                                                           \
         }                                                                                     \
     }
 
