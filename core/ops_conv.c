@@ -18,8 +18,14 @@
 
 /* Elements of column buffer per chunk of images (256 MiB of float32). */
 #define COL_LIMIT ((int64_t)1 << 26)
-/* The forward keeps its columns for the weight gradient (instead of the backward making them
- * again) when they are at most this many elements (64 MiB of float32) and one chunk. */
+/* On the CPU a chunk of at most this many elements (256 KiB of float32), so that the
+ * columns are still in L2 when the GEMM reads them; making them again for the weight
+ * gradient costs less than writing the whole batch's columns out to memory and reading them
+ * back (LeNet: 9 MB a step, 2.5% of the step faster this way). */
+#define CPU_COL_LIMIT ((int64_t)1 << 16)
+/* Elsewhere the forward keeps its columns for the weight gradient (instead of the backward
+ * making them again) when they are at most this many elements (64 MiB of float32) and one
+ * chunk. */
 #define KEEP_LIMIT ((int64_t)1 << 24)
 
 static lunar_status oom(const char *op) { return lunar_fail(LUNAR_ERR_MEMORY, "%s: out of memory", op); }
@@ -47,9 +53,10 @@ static bool pointwise(const lunar_conv_geom *g) {
 }
 
 /* Images per chunk of columns. */
-static int64_t chunk_of(const lunar_conv_geom *g) {
+static int64_t chunk_of(const lunar_conv_geom *g, const lunar_tensor *x) {
     int64_t per = g->c * g->kh * g->kw * g->oh * g->ow;
-    int64_t nb = per > 0 ? COL_LIMIT / per : g->n;
+    int64_t lim = lunar_tensor_backend(x) == &lunar_cpu_backend ? CPU_COL_LIMIT : COL_LIMIT;
+    int64_t nb = per > 0 ? lim / per : g->n;
     return nb < 1 ? 1 : nb > g->n ? g->n : nb;
 }
 
@@ -87,7 +94,7 @@ static lunar_status conv_fwd(lunar_tensor *y, lunar_tensor *x, lunar_tensor *w,
                              lunar_tensor **keep) {
     int64_t Co = w->shape[0], Cog = Co / G, Kg = g->c / G * g->kh * g->kw;
     int64_t K = g->c * g->kh * g->kw, L = g->oh * g->ow;
-    int64_t nb = pointwise(g) ? g->n : chunk_of(g);
+    int64_t nb = pointwise(g) ? g->n : chunk_of(g, x);
     if (keep) *keep = NULL;
     for (int64_t n0 = 0; n0 < g->n; n0 += nb) {
         int64_t m = g->n - n0 < nb ? g->n - n0 : nb, off;
@@ -117,7 +124,7 @@ static lunar_status conv_bwd_in(lunar_tensor *gx, lunar_tensor *gy, lunar_tensor
                               mat3(gy, gi * Cog * L, g->n, Cog, L, Co * L, L, 1), 0));
         return LUNAR_OK;
     }
-    int64_t nb = chunk_of(g);
+    int64_t nb = chunk_of(g, gx);
     for (int64_t n0 = 0; n0 < g->n; n0 += nb) {
         int64_t m = g->n - n0 < nb ? g->n - n0 : nb;
         int64_t shape[3] = {m, K, L};
@@ -156,7 +163,7 @@ static lunar_status conv_bwd_w(lunar_tensor *gw, lunar_tensor *x, lunar_tensor *
     lunar_tensor *t;
     LUNAR_CHECK(lunar_tensor_new(&t, 3, tshape, gw->dtype, gw));
     lunar_status st = LUNAR_KERNEL(be, fill, t, 0);
-    int64_t nb = pointwise(g) || kept ? g->n : chunk_of(g);
+    int64_t nb = pointwise(g) || kept ? g->n : chunk_of(g, x);
     for (int64_t n0 = 0; n0 < g->n && st == LUNAR_OK; n0 += nb) {
         int64_t m = g->n - n0 < nb ? g->n - n0 : nb, off = 0;
         lunar_tensor *col = kept;
@@ -342,6 +349,7 @@ static lunar_status conv2d4(const char *op, lunar_tensor **out, lunar_tensor *x,
     int64_t oshape[4] = {g.n, Co, g.oh, g.ow};
     /* the weight gradient will need these columns: keep them when they are small */
     bool keep = lunar_grad_enabled() && w->requires_grad && !pointwise(&g) &&
+                lunar_tensor_backend(x) != &lunar_cpu_backend &&
                 g.c * g.kh * g.kw * g.oh * g.ow * g.n <= KEEP_LIMIT;
     lunar_status st;
     LUNAR_GOTO(contig(&xc, x));

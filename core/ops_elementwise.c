@@ -34,6 +34,21 @@ static bool is_logical(lunar_binary_op op) { return op >= LUNAR_OP_LOGICAL_AND; 
 
 /* ---- unary ---- */
 
+/* where(x > 0, g, 0): one pass over g, where g * (x > 0) made the mask float first (a cast
+ * and a product, each a pass); as PyTorch, g's NaN or inf gives 0 where x <= 0. */
+static lunar_tensor *relu_grad(gx *c, lunar_tensor *g, lunar_tensor *x) {
+    lunar_tensor *pos = gx_scal(c, LUNAR_OP_GT, x, 0), *zero = NULL, *r = NULL;
+    if (!pos) return NULL;
+    lunar_status st = lunar_full_like(&zero, 0, NULL, g->dtype, 0, g);
+    if (st == LUNAR_OK) st = lunar_where(&r, pos, g, zero);
+    lunar_tensor_release(zero);
+    if (st != LUNAR_OK) {
+        if (c->st == LUNAR_OK) c->st = st;
+        return NULL;
+    }
+    return gx_add(c, r);
+}
+
 static lunar_status unary_backward(lunar_node *n, lunar_tensor *g, lunar_tensor **gi) {
     lunar_unary_op op = (lunar_unary_op)n->i[0];
     gx c = {0};
@@ -63,7 +78,7 @@ static lunar_status unary_backward(lunar_node *n, lunar_tensor *g, lunar_tensor 
     case LUNAR_OP_SIGMOID: /* y (1 - y) */
         r = gx_mul(&c, g, gx_mul(&c, y, gx_un(&c, LUNAR_OP_NEG, gx_scal(&c, LUNAR_OP_SUB, y, 1))));
         break;
-    case LUNAR_OP_RELU: r = gx_mul(&c, g, gx_scal(&c, LUNAR_OP_GT, x, 0)); break;
+    case LUNAR_OP_RELU: r = relu_grad(&c, g, x); break;
     case LUNAR_OP_CLAMP: { /* gradient passes where lo <= x <= hi */
         lunar_tensor *in = gx_bin(&c, LUNAR_OP_LOGICAL_AND, gx_scal(&c, LUNAR_OP_GE, x, n->f[0]),
                                   gx_scal(&c, LUNAR_OP_LE, x, n->f[1]));

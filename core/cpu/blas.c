@@ -141,6 +141,11 @@ lunar_status cpu_gemm(lunar_tensor *c, const lunar_tensor *a, const lunar_tensor
                                   lunar_dtype_name(c->dtype));
             continue;
         }
+        if (c->dtype == LUNAR_F32 &&
+            cpu_sgemm_small(M, N, K, (float)alpha, (const float *)pa, a->strides[1],
+                            a->strides[2], (const float *)pb, b->strides[1], b->strides[2],
+                            (float)beta, (float *)pc, c->strides[1]))
+            continue;
         if (c->dtype == LUNAR_F32)
             cblas_sgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)K, (float)alpha,
                         (const float *)pa, (int)lda, (const float *)pb, (int)ldb, (float)beta,

@@ -8,6 +8,7 @@
 #include "cpu.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* OpenMP across planes when the whole job is worth it (never around a GEMM). */
@@ -35,59 +36,157 @@ static void tap_range(int64_t off, int64_t s, int64_t n, int64_t on, int64_t *lo
     *lo = l, *hi = h;
 }
 
-#define IM2COL_BODY(T, ADJOINT)                                                               \
+/* The forward at column stride 1 with rows of at least 32 bytes: every column row is a
+ * copy of ow elements out of the zero-padded plane (made once per plane when there is
+ * padding), in 32-byte moves with the last one overlapping, so no row has a scalar tail
+ * or a clipped range (conv1 of LeNet: 28-wide rows, padding 2). Falls through to the
+ * general loops when the padded plane cannot be allocated. */
+#define IM2COL_UNIT(T)                                                                        \
     {                                                                                         \
-        const lunar_conv_geom *gg = g;                                                        \
-        int64_t planes = gg->n * gg->c, hw = gg->h * gg->w, L = gg->oh * gg->ow;              \
-        int64_t kk = gg->kh * gg->kw, ow = gg->ow, sw = gg->sw;                               \
-        T *xp = (T *)cpu_ptr(x);                                                              \
-        T *cp = (T *)cpu_ptr(col);                                                            \
-        PLANES_PARALLEL(planes * kk * L)                                                      \
-        for (int64_t p = 0; p < planes; p++) {                                                \
-            T *xs = xp + p * hw;                                                              \
-            if (ADJOINT) memset(xs, 0, sizeof(T) * (size_t)hw);                               \
-            for (int64_t ki = 0; ki < gg->kh; ki++) {                                         \
-                int64_t y_lo, y_hi;                                                           \
-                tap_range(ki * gg->dh - gg->pt, gg->sh, gg->h, gg->oh, &y_lo, &y_hi);         \
+        const int64_t V = 32 / (int64_t)sizeof(T);                                            \
+        int64_t wp = gg->w + gg->pl + gg->pr, hp = gg->h + gg->pt + gg->pb;                   \
+        bool padded = wp != gg->w || hp != gg->h;                                             \
+        T *buf = padded ? malloc(sizeof(T) * (size_t)(hp * wp)) : NULL;                       \
+        const T *src = padded ? buf : xs;                                                     \
+        if (src) {                                                                            \
+            if (padded) {                                                                     \
+                memset(buf, 0, sizeof(T) * (size_t)(hp * wp));                                \
+                for (int64_t y = 0; y < gg->h; y++)                                           \
+                    memcpy(buf + (y + gg->pt) * wp + gg->pl, xs + y * gg->w,                  \
+                           sizeof(T) * (size_t)gg->w);                                        \
+            }                                                                                 \
+            for (int64_t ki = 0; ki < gg->kh; ki++)                                           \
                 for (int64_t kj = 0; kj < gg->kw; kj++) {                                     \
-                    int64_t xoff = kj * gg->dw - gg->pl, lo, hi;                              \
-                    tap_range(xoff, sw, gg->w, ow, &lo, &hi);                                 \
-                    T *row = cp + (p * kk + ki * gg->kw + kj) * L;                            \
-                    if (!(ADJOINT)) {                                                         \
-                        memset(row, 0, sizeof(T) * (size_t)(y_lo * ow));                      \
-                        T *tail = row + y_hi * ow;                                        \
-                        memset(tail, 0, sizeof(T) * (size_t)((gg->oh - y_hi) * ow));     \
-                    }                                                                         \
-                    for (int64_t oy = y_lo; oy < y_hi; oy++) {                                \
+                    T *row = cs + (ki * gg->kw + kj) * L;                                     \
+                    for (int64_t oy = 0; oy < gg->oh; oy++) {                                 \
+                        const T *sr = src + (oy * gg->sh + ki * gg->dh) * wp + kj * gg->dw;   \
                         T *r = row + oy * ow;                                                 \
-                        T *xr = xs + (oy * gg->sh - gg->pt + ki * gg->dh) * gg->w;              \
-                        if (ADJOINT) {                                                        \
-                            if (sw == 1)                                                      \
-                                for (int64_t ox = lo; ox < hi; ox++) xr[ox + xoff] += r[ox];  \
-                            else                                                              \
-                                for (int64_t ox = lo; ox < hi; ox++) xr[ox * sw + xoff] += r[ox]; \
-                        } else {                                                              \
-                            for (int64_t ox = 0; ox < lo; ox++) r[ox] = 0;                    \
-                            if (sw == 1 && hi > lo)                                           \
-                                memcpy(r + lo, xr + lo + xoff, sizeof(T) * (size_t)(hi - lo)); \
-                            else if (sw != 1)                                                 \
-                                for (int64_t ox = lo; ox < hi; ox++) r[ox] = xr[ox * sw + xoff]; \
-                            for (int64_t ox = hi; ox < ow; ox++) r[ox] = 0;                   \
-                        }                                                                     \
+                        for (int64_t i = 0; i + V <= ow; i += V) memcpy(r + i, sr + i, 32);   \
+                        memcpy(r + ow - V, sr + ow - V, 32);                                  \
+                    }                                                                         \
+                }                                                                             \
+            free(buf);                                                                        \
+            return;                                                                           \
+        }                                                                                     \
+    }
+
+/* d[0..n) += r[0..n), n at least one 32-byte vector, with no scalar tail: the last partial
+ * vector is added as the vector ending at n with its leading lanes (already added by the
+ * vector before it) masked to 0. Both are loaded before either is stored and the earlier is
+ * stored last, so the overlap ends up with the earlier vector's sums. */
+typedef float vf32 __attribute__((vector_size(32)));
+typedef int32_t vi32 __attribute__((vector_size(32)));
+typedef double vf64 __attribute__((vector_size(32)));
+typedef int64_t vi64 __attribute__((vector_size(32)));
+#define ADD_ROW(T, VT, IT, d_, r_, n_)                                                        \
+    do {                                                                                      \
+        T *d = (d_);                                                                          \
+        const T *rr = (r_);                                                                   \
+        const int64_t V = 32 / (int64_t)sizeof(T), n = (n_);                                  \
+        int64_t i = 0;                                                                        \
+        for (; i + 2 * V <= n; i += V) {                                                      \
+            VT a, b;                                                                          \
+            memcpy(&a, d + i, 32);                                                            \
+            memcpy(&b, rr + i, 32);                                                           \
+            a += b;                                                                           \
+            memcpy(d + i, &a, 32);                                                            \
+        }                                                                                     \
+        VT a0, b0, a1, b1;                                                                    \
+        IT lane;                                                                              \
+        for (int64_t l = 0; l < V; l++) lane[l] = l;                                          \
+        memcpy(&a0, d + i, 32);                                                               \
+        memcpy(&b0, rr + i, 32);                                                              \
+        memcpy(&a1, d + n - V, 32);                                                           \
+        memcpy(&b1, rr + n - V, 32);                                                          \
+        __typeof__(lane[0]) first = (__typeof__(lane[0]))(2 * V - (n - i));                   \
+        b1 = (VT)((IT)b1 & (lane >= first));                                                  \
+        a0 += b0;                                                                             \
+        a1 += b1;                                                                             \
+        memcpy(d + n - V, &a1, 32);                                                           \
+        memcpy(d + i, &a0, 32);                                                               \
+    } while (0)
+
+/* One plane: xs [h, w] and its kh * kw column rows cs [kh * kw, oh * ow]. A function of its
+ * own so that it gets the AVX2 clone, and with plain loops rather than memcpy/memset per
+ * row (LeNet's rows are 10 to 28 elements: the calls cost more than the copies). */
+#define IM2COL_PLANE(T, VT, IT, ADJOINT)                                                      \
+    {                                                                                         \
+        int64_t L = gg->oh * gg->ow, ow = gg->ow, sw = gg->sw;                                \
+        if (!(ADJOINT) && sw == 1 && ow * (int64_t)sizeof(T) >= 32) IM2COL_UNIT(T)            \
+        if (ADJOINT)                                                                          \
+            for (int64_t i = 0; i < gg->h * gg->w; i++) xs[i] = 0;                            \
+        for (int64_t ki = 0; ki < gg->kh; ki++) {                                             \
+            int64_t y_lo, y_hi;                                                               \
+            tap_range(ki * gg->dh - gg->pt, gg->sh, gg->h, gg->oh, &y_lo, &y_hi);             \
+            for (int64_t kj = 0; kj < gg->kw; kj++) {                                         \
+                int64_t xoff = kj * gg->dw - gg->pl, lo, hi;                                  \
+                tap_range(xoff, sw, gg->w, ow, &lo, &hi);                                     \
+                T *row = cs + (ki * gg->kw + kj) * L;                                         \
+                if (!(ADJOINT)) {                                                             \
+                    for (int64_t i = 0; i < y_lo * ow; i++) row[i] = 0;                       \
+                    for (int64_t i = y_hi * ow; i < L; i++) row[i] = 0;                       \
+                }                                                                             \
+                for (int64_t oy = y_lo; oy < y_hi; oy++) {                                    \
+                    T *r = row + oy * ow;                                                     \
+                    T *xr = xs + (oy * gg->sh - gg->pt + ki * gg->dh) * gg->w;                \
+                    if (ADJOINT) {                                                            \
+                        if (sw == 1 && lo == 0 && hi == ow && ow * (int64_t)sizeof(T) >= 32)  \
+                            ADD_ROW(T, VT, IT, xr + xoff, r, ow);                              \
+                        else if (sw == 1)                                                     \
+                            for (int64_t ox = lo; ox < hi; ox++) xr[ox + xoff] += r[ox];      \
+                        else                                                                  \
+                            for (int64_t ox = lo; ox < hi; ox++) xr[ox * sw + xoff] += r[ox]; \
+                    } else {                                                                  \
+                        for (int64_t ox = 0; ox < lo; ox++) r[ox] = 0;                        \
+                        if (sw == 1)                                                          \
+                            for (int64_t ox = lo; ox < hi; ox++) r[ox] = xr[ox + xoff];       \
+                        else                                                                  \
+                            for (int64_t ox = lo; ox < hi; ox++) r[ox] = xr[ox * sw + xoff];  \
+                        for (int64_t ox = hi; ox < ow; ox++) r[ox] = 0;                       \
                     }                                                                         \
                 }                                                                             \
             }                                                                                 \
         }                                                                                     \
     }
 
+/* GCC would turn the row loops back into memcpy/memset calls */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NO_LIBCALLS
+#endif
+
+CPU_CLONES NO_LIBCALLS static void im2col_plane_f32(float *restrict cs, float *restrict xs,
+                                        const lunar_conv_geom *gg)
+    IM2COL_PLANE(float, vf32, vi32, 0)
+CPU_CLONES NO_LIBCALLS static void im2col_plane_f64(double *restrict cs, double *restrict xs,
+                                        const lunar_conv_geom *gg)
+    IM2COL_PLANE(double, vf64, vi64, 0)
+CPU_CLONES NO_LIBCALLS static void col2im_plane_f32(float *restrict cs, float *restrict xs,
+                                        const lunar_conv_geom *gg)
+    IM2COL_PLANE(float, vf32, vi32, 1)
+CPU_CLONES NO_LIBCALLS static void col2im_plane_f64(double *restrict cs, double *restrict xs,
+                                        const lunar_conv_geom *gg)
+    IM2COL_PLANE(double, vf64, vi64, 1)
+
+#define IM2COL_BODY(T, FN)                                                                    \
+    {                                                                                         \
+        int64_t planes = g->n * g->c, hw = g->h * g->w, L = g->oh * g->ow;                    \
+        int64_t kk = g->kh * g->kw;                                                           \
+        T *xp = (T *)cpu_ptr(x);                                                              \
+        T *cp = (T *)cpu_ptr(col);                                                            \
+        PLANES_PARALLEL(planes * kk * L)                                                      \
+        for (int64_t p = 0; p < planes; p++) FN(cp + p * kk * L, xp + p * hw, g);             \
+    }
+
 static void im2col_f32(lunar_tensor *col, const lunar_tensor *x, const lunar_conv_geom *g)
-    IM2COL_BODY(float, 0)
+    IM2COL_BODY(float, im2col_plane_f32)
 static void im2col_f64(lunar_tensor *col, const lunar_tensor *x, const lunar_conv_geom *g)
-    IM2COL_BODY(double, 0)
+    IM2COL_BODY(double, im2col_plane_f64)
 static void col2im_f32(const lunar_tensor *col, lunar_tensor *x, const lunar_conv_geom *g)
-    IM2COL_BODY(float, 1)
+    IM2COL_BODY(float, col2im_plane_f32)
 static void col2im_f64(const lunar_tensor *col, lunar_tensor *x, const lunar_conv_geom *g)
-    IM2COL_BODY(double, 1)
+    IM2COL_BODY(double, col2im_plane_f64)
 
 /* x [n, c, h, w] -> col [n, c * kh * kw, oh * ow] */
 lunar_status cpu_im2col(lunar_tensor *col, const lunar_tensor *x, const lunar_conv_geom *g) {
@@ -137,18 +236,32 @@ static void pool_span(int64_t o, int64_t s, int64_t pad, int64_t k, int64_t d, i
         bi = c_ ? (at) : bi;                                                                  \
     } while (0)
 
+#define MAX_ONE(T, ox)                                                                        \
+    do {                                                                                      \
+        T a = r0[2 * (ox)], b = r0[2 * (ox) + 1], c = r1[2 * (ox)], d = r1[2 * (ox) + 1];    \
+        int64_t at = i0 + 2 * (ox), bi = at;                                                  \
+        T best = (T)-INFINITY;                                                                \
+        MAX_SEL(a, at);                                                                       \
+        MAX_SEL(b, at + 1);                                                                   \
+        MAX_SEL(c, at + w);                                                                   \
+        MAX_SEL(d, at + w + 1);                                                               \
+        yr[ox] = best;                                                                        \
+        ir[ox] = bi;                                                                          \
+    } while (0)
+
+/* Blocks of 8 outputs (a fixed count the compiler vectorises whole); a row of at least 8
+ * ends with the block ending at n, which recomputes a few outputs with the same result
+ * instead of leaving a scalar tail (LeNet's first pooling: 14-wide rows). */
 #define MAX_ROW2(T)                                                                           \
     {                                                                                         \
-        for (int64_t ox = 0; ox < n; ox++) {                                                  \
-            T a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];         \
-            int64_t at = i0 + 2 * ox, bi = at;                                                \
-            T best = (T)-INFINITY;                                                            \
-            MAX_SEL(a, at);                                                                   \
-            MAX_SEL(b, at + 1);                                                               \
-            MAX_SEL(c, at + w);                                                               \
-            MAX_SEL(d, at + w + 1);                                                           \
-            yr[ox] = best;                                                                    \
-            ir[ox] = bi;                                                                      \
+        if (n < 8) {                                                                          \
+            for (int64_t ox = 0; ox < n; ox++) MAX_ONE(T, ox);                                \
+            return;                                                                           \
+        }                                                                                     \
+        for (int64_t o0 = 0;; o0 += 8) {                                                      \
+            if (o0 > n - 8) o0 = n - 8;                                                       \
+            for (int64_t k = 0; k < 8; k++) MAX_ONE(T, o0 + k);                               \
+            if (o0 == n - 8) break;                                                           \
         }                                                                                     \
     }
 

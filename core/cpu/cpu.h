@@ -82,6 +82,12 @@ lunar_status cpu_sort(lunar_tensor *values, lunar_tensor *indices, const lunar_t
                       int dim, bool descending);
 lunar_status cpu_count_nonzero(int64_t *count, const lunar_tensor *x);
 lunar_status cpu_nonzero(lunar_tensor *out, const lunar_tensor *x);
+/* sgemm_small.c: c [M, N] (row stride ldc, unit column stride) = alpha a @ b + beta c for
+ * thin float32 products, a and b given by element strides; false when it declines (no AVX2,
+ * a large product, a layout it does not take), and then nothing was written */
+bool cpu_sgemm_small(int64_t M, int64_t N, int64_t K, float alpha, const float *a, int64_t rsa,
+                     int64_t csa, const float *b, int64_t rsb, int64_t csb, float beta,
+                     float *c, int64_t ldc);
 /* conv.c: im2col / col2im and pooling */
 lunar_status cpu_im2col(lunar_tensor *col, const lunar_tensor *x, const lunar_conv_geom *g);
 lunar_status cpu_col2im(lunar_tensor *x, const lunar_tensor *col, const lunar_conv_geom *g);
