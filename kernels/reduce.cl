@@ -15,6 +15,40 @@
 #define R_NORM 8
 #define R_VAR 9
 
+/* One element into a running reduction: s (acc_t), is (exact integer sum/product), nan
+ * (a NaN seen by max/min/logsumexp/inf-norm). e is the element as long, for exact sums. */
+inline void reduce_step(int op, acc_t param, acc_t v, long e, acc_t *s, long *is, int *nan) {
+    switch (op) {
+    case R_SUM:
+    case R_MEAN:
+    case R_VAR: *s += v; *is += e; break;
+    case R_PROD: *s *= v; *is *= e; break;
+    case R_MAX:
+    case R_LOGSUMEXP:
+        if (v != v) *nan = 1;
+        else if (v > *s) *s = v;
+        break;
+    case R_MIN:
+        if (v != v) *nan = 1;
+        else if (v < *s) *s = v;
+        break;
+    case R_ALL: *s = *s != 0 && v != 0; break;
+    case R_ANY: *s = *s != 0 || v != 0; break;
+    case R_NORM: {
+        acc_t m = fabs(v);
+        if (isinf(param)) {
+            if (m != m) *nan = 1;
+            else if (m > *s) *s = m;
+        } else if (param == 0) *s += v != 0;
+        else if (param == 1) *s += m;
+        else if (param == 2) *s += m * m;
+        else *s += pow(m, param);
+        break;
+    }
+    default: break;
+    }
+}
+
 /* x [kept..., reduced...] (as strides) -> o [kept...] of dtype odt */
 #define DEF_REDUCE(N, T)                                                                      \
     __kernel void reduce_##N(__global uchar *o, int odt, long oo, long8 ok,                   \
@@ -35,35 +69,7 @@
         for (long j = 0; j < count; j++) {                                                    \
             T e = x[base + lunar_dot(lunar_coords(j, nr, rs), xr)];                           \
             acc_t v = (acc_t)e;                                                               \
-            switch (op) {                                                                     \
-            case R_SUM:                                                                       \
-            case R_MEAN:                                                                      \
-            case R_VAR: s += v; is += (long)e; break;                                         \
-            case R_PROD: s *= v; is *= (long)e; break;                                        \
-            case R_MAX:                                                                       \
-            case R_LOGSUMEXP:                                                                 \
-                if (v != v) nan = 1;                                                          \
-                else if (v > s) s = v;                                                        \
-                break;                                                                        \
-            case R_MIN:                                                                       \
-                if (v != v) nan = 1;                                                          \
-                else if (v < s) s = v;                                                        \
-                break;                                                                        \
-            case R_ALL: s = s != 0 && v != 0; break;                                          \
-            case R_ANY: s = s != 0 || v != 0; break;                                          \
-            case R_NORM: {                                                                    \
-                acc_t m = fabs(v);                                                            \
-                if (isinf(param)) {                                                           \
-                    if (m != m) nan = 1;                                                      \
-                    else if (m > s) s = m;                                                    \
-                } else if (param == 0) s += v != 0;                                           \
-                else if (param == 1) s += m;                                                  \
-                else if (param == 2) s += m * m;                                              \
-                else s += pow(m, param);                                                      \
-                break;                                                                        \
-            }                                                                                 \
-            default: break;                                                                   \
-            }                                                                                 \
+            reduce_step(op, param, v, (long)e, &s, &is, &nan);                                \
         }                                                                                     \
         /* the second pass of the two-pass ops, around the max or the mean */                \
         if (op == R_LOGSUMEXP && !nan && !isinf(s)) {                                         \
@@ -118,33 +124,7 @@ LUNAR_ALL_TYPES(DEF_REDUCE)
         for (long j = j0; j < j1; j++) {                                                      \
             T e = x[base + lunar_dot(lunar_coords(j, nr, rs), xr)];                           \
             acc_t v = (acc_t)e;                                                               \
-            switch (op) {                                                                     \
-            case R_SUM:                                                                       \
-            case R_MEAN: s += v; is += (long)e; break;                                        \
-            case R_PROD: s *= v; is *= (long)e; break;                                        \
-            case R_MAX:                                                                       \
-                if (v != v) nan = 1;                                                          \
-                else if (v > s) s = v;                                                        \
-                break;                                                                        \
-            case R_MIN:                                                                       \
-                if (v != v) nan = 1;                                                          \
-                else if (v < s) s = v;                                                        \
-                break;                                                                        \
-            case R_ALL: s = s != 0 && v != 0; break;                                          \
-            case R_ANY: s = s != 0 || v != 0; break;                                          \
-            case R_NORM: {                                                                    \
-                acc_t m = fabs(v);                                                            \
-                if (isinf(param)) {                                                           \
-                    if (m != m) nan = 1;                                                      \
-                    else if (m > s) s = m;                                                    \
-                } else if (param == 0) s += v != 0;                                           \
-                else if (param == 1) s += m;                                                  \
-                else if (param == 2) s += m * m;                                              \
-                else s += pow(m, param);                                                      \
-                break;                                                                        \
-            }                                                                                 \
-            default: break;                                                                   \
-            }                                                                                 \
+            reduce_step(op, param, v, (long)e, &s, &is, &nan);                                \
         }                                                                                     \
         part[g] = nan ? NAN : s;                                                              \
         ip[g] = is;                                                                           \
