@@ -700,8 +700,8 @@ lunar_status lunar_avg_pool2d(lunar_tensor **out, lunar_tensor *x, const lunar_p
         lunar_tensor *a = NULL;
         st = avg_pool4("avg_pool2d", &a, x4, &g, false);
         if (st == LUNAR_OK)
-            st = lunar_binary_scalar(out, LUNAR_OP_MUL, a, (double)(g.kh * g.kw) / (double)d,
-                                     false);
+            st =
+                lunar_binary_scalar(out, LUNAR_OP_MUL, a, (double)(g.kh * g.kw) / (double)d, false);
         lunar_tensor_release(a);
     } else if (st == LUNAR_OK) {
         st = avg_pool4("avg_pool2d", out, x4, &g, false);

@@ -84,9 +84,11 @@ static int l_conv_transpose2d(lua_State *L) {
     /* PyTorch 1.13's conv_transpose2d takes no padding strings, "valid" included */
     int opts = lunar_lua_opts(L, 4);
     if (opts && lua_getfield(L, opts, "padding") == LUA_TSTRING)
-        luaL_error(L, "conv_transpose2d: padding must be an integer or a pair {h, w} (got "
-                      "\"%s\"): PyTorch has no \"same\" or \"valid\" for transposed "
-                      "convolution", lua_tostring(L, -1));
+        luaL_error(L,
+                   "conv_transpose2d: padding must be an integer or a pair {h, w} (got "
+                   "\"%s\"): PyTorch has no \"same\" or \"valid\" for transposed "
+                   "convolution",
+                   lua_tostring(L, -1));
     if (opts) lua_pop(L, 1);
     return conv(L, lunar_conv_transpose2d, "conv_transpose2d", 2);
 }
