@@ -361,6 +361,7 @@ typedef struct lunar_conv_params {
 typedef struct lunar_pool_params {
     int64_t kernel[2], stride[2], padding[2], dilation[2]; /* stride 0 = the kernel */
     bool ceil_mode, count_include_pad;                     /* dilation: max pooling only */
+    int64_t divisor_override; /* avg_pool2d only: divide every window sum by it (0 = none) */
 } lunar_pool_params;
 /* x [N, C_in, H, W], weight [C_out, C_in / groups, kH, kW], bias [C_out] or NULL */
 lunar_status lunar_conv2d(lunar_tensor **out, lunar_tensor *x, lunar_tensor *weight,

@@ -687,7 +687,25 @@ lunar_status lunar_avg_pool2d(lunar_tensor **out, lunar_tensor *x, const lunar_p
     lunar_conv_geom g;
     LUNAR_CHECK(unbatched_in("avg_pool2d", &x4, x, "[N, C, H, W]"));
     lunar_status st = pool_geom("avg_pool2d", &g, x4, p);
-    if (st == LUNAR_OK) st = avg_pool4("avg_pool2d", out, x4, &g, false);
+    int64_t d = p->divisor_override;
+    if (st == LUNAR_OK && d) {
+        /* Every window then divides by kH kW: the padded extent is widened past the last
+         * window (oh / ow are already fixed), so no ceil_mode window is clipped, and the
+         * result is rescaled by kH kW / d, which autograd carries into the gradient. */
+        g.count_include_pad = true;
+        int64_t bh = (g.oh - 1) * g.sh - g.pt + g.kh - g.h;
+        int64_t bw = (g.ow - 1) * g.sw - g.pl + g.kw - g.w;
+        if (g.pb < bh) g.pb = bh;
+        if (g.pr < bw) g.pr = bw;
+        lunar_tensor *a = NULL;
+        st = avg_pool4("avg_pool2d", &a, x4, &g, false);
+        if (st == LUNAR_OK)
+            st =
+                lunar_binary_scalar(out, LUNAR_OP_MUL, a, (double)(g.kh * g.kw) / (double)d, false);
+        lunar_tensor_release(a);
+    } else if (st == LUNAR_OK) {
+        st = avg_pool4("avg_pool2d", out, x4, &g, false);
+    }
     lunar_tensor_release(x4);
     return unbatched_out(st, out, x->ndim == 3);
 }
@@ -721,6 +739,7 @@ lunar_status lunar_lp_pool2d(lunar_tensor **out, lunar_tensor *x, double norm,
     lunar_pool_params q = *p;
     q.padding[0] = q.padding[1] = 0;
     q.count_include_pad = true;
+    q.divisor_override = 0;
     lunar_tensor *t[6] = {NULL};
     lunar_status st;
     LUNAR_GOTO(lunar_binary_scalar(&t[0], LUNAR_OP_POW, x, norm, false));
@@ -789,6 +808,8 @@ lunar_status lunar_avg_pool1d(lunar_tensor **out, lunar_tensor *x, const lunar_p
     *out = NULL;
     lunar_pool_params q;
     lunar_tensor *x3;
+    if (p->divisor_override)
+        return lunar_fail(LUNAR_ERR_ARG, "avg_pool1d: takes no divisor_override (as PyTorch's)");
     LUNAR_CHECK(pool1d_in("avg_pool1d", &x3, x, p, &q));
     lunar_status st = lunar_avg_pool2d(out, x3, &q);
     lunar_tensor_release(x3);

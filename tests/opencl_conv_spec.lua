@@ -303,3 +303,23 @@ describe("opencl conv and pooling layers against the CPU #opencl", function()
     end
   end)
 end)
+
+describe("opencl avg_pool2d divisor_override against the CPU #opencl", function()
+  before_each(function() lunar.manual_seed(777) end)
+
+  it("plain, padded with ceil_mode (windows past the padding), negative, strided input", function()
+    for _, dt in ipairs(DTYPES) do
+      both(function(x) return lunar.avg_pool2d(x, 2, {divisor_override = 3}) end,
+           {{2, 3, 7, 6}}, dt)
+      both(function(x)
+        return lunar.avg_pool2d(x, {3, 2}, {stride = 2, padding = 1, ceil_mode = true,
+          count_include_pad = false, divisor_override = 5})
+      end, {{2, 3, 9, 10}}, dt)
+      both(function(x) return lunar.avg_pool2d(x, 3, {stride = 1, divisor_override = -4}) end,
+           {{3, 8, 7}}, dt)
+      both(function(x)
+        return nn.AvgPool2d(3, {stride = 2, divisor_override = 2})(x:transpose(3, 4))
+      end, {{1, 2, 8, 9}}, dt)
+    end
+  end)
+end)

@@ -81,13 +81,22 @@ static int l_conv1d(lua_State *L) { return conv(L, lunar_conv1d, "conv1d", 1); }
 /* lunar.conv_transpose2d(x, weight [, bias] [, {stride, padding, output_padding, groups,
  * dilation}]) */
 static int l_conv_transpose2d(lua_State *L) {
+    /* PyTorch 1.13's conv_transpose2d takes no padding strings, "valid" included */
+    int opts = lunar_lua_opts(L, 4);
+    if (opts && lua_getfield(L, opts, "padding") == LUA_TSTRING)
+        luaL_error(L,
+                   "conv_transpose2d: padding must be an integer or a pair {h, w} (got "
+                   "\"%s\"): PyTorch has no \"same\" or \"valid\" for transposed "
+                   "convolution",
+                   lua_tostring(L, -1));
+    if (opts) lua_pop(L, 1);
     return conv(L, lunar_conv_transpose2d, "conv_transpose2d", 2);
 }
 
 /* kernel at idx, then {stride = kernel, padding = 0, dilation = 1, ceil_mode = false,
  * count_include_pad = true} at idx + 1 */
 static lunar_pool_params pool_opts(lua_State *L, int idx, const char *fname, int n, int *opts) {
-    lunar_pool_params p = {{0, 0}, {0, 0}, {0, 0}, {1, 1}, false, true};
+    lunar_pool_params p = {{0, 0}, {0, 0}, {0, 0}, {1, 1}, false, true, 0};
     if (lua_isnoneornil(L, idx)) luaL_error(L, "%s: missing the kernel size", fname);
     pair_at(L, idx, fname, "kernel_size", n, p.kernel);
     *opts = lunar_lua_opts(L, idx + 1);
@@ -128,12 +137,22 @@ static int avg_pool(lua_State *L, avg_fn fn, const char *fname, int n) {
     lunar_tensor *x = lunar_lua_check(L, 1), *r;
     int opts;
     lunar_pool_params p = pool_opts(L, 2, fname, n, &opts);
+    if (opts && lua_getfield(L, opts, "divisor_override") != LUA_TNIL) {
+        /* PyTorch 1.13's avg_pool1d has no divisor_override: say so rather than ignore it */
+        if (n == 1) luaL_error(L, "%s: takes no divisor_override (as in PyTorch)", fname);
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) == 0)
+            luaL_error(L, "%s: divisor_override must be a nonzero integer (got %s)", fname,
+                       luaL_tolstring(L, -1, NULL));
+        p.divisor_override = lua_tointeger(L, -1);
+    }
+    if (opts) lua_pop(L, 1);
     LUNAR_LUA_TRY(L, fn(&r, x, &p));
     lunar_lua_push(L, r);
     return 1;
 }
 
-/* lunar.avg_pool2d(x, kernel [, {stride, padding, ceil_mode, count_include_pad}]) */
+/* lunar.avg_pool2d(x, kernel [, {stride, padding, ceil_mode, count_include_pad,
+ * divisor_override}]) */
 static int l_avg_pool2d(lua_State *L) { return avg_pool(L, lunar_avg_pool2d, "avg_pool2d", 2); }
 static int l_avg_pool1d(lua_State *L) { return avg_pool(L, lunar_avg_pool1d, "avg_pool1d", 1); }
 

@@ -60,8 +60,9 @@ end
 pool_class("MaxPool2d", 2, lunar.max_pool2d, {"dilation", "return_indices"})
 --- MaxPool2d over [N, C, L].
 pool_class("MaxPool1d", 1, lunar.max_pool1d, {"dilation", "return_indices"})
---- Mean over each window. Options: stride, padding, ceil_mode, count_include_pad (true).
-pool_class("AvgPool2d", 2, lunar.avg_pool2d, {"count_include_pad"})
+--- Mean over each window. Options: stride, padding, ceil_mode, count_include_pad (true),
+-- divisor_override (a nonzero integer that replaces the window size as the divisor).
+pool_class("AvgPool2d", 2, lunar.avg_pool2d, {"count_include_pad", "divisor_override"})
 --- AvgPool2d over [N, C, L].
 pool_class("AvgPool1d", 1, lunar.avg_pool1d, {"count_include_pad"})
 

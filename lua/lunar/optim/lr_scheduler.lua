@@ -317,12 +317,13 @@ end
 --- OneCycleLR(opt, max_lr, {total_steps = n | epochs = e, steps_per_epoch = s,
 -- pct_start = 0.3, anneal_strategy = "cos" | "linear", cycle_momentum = true,
 -- base_momentum = 0.85, max_momentum = 0.95, div_factor = 25, final_div_factor = 1e4}).
--- Two phases (three_phase = false). Step it once per batch.
+-- three_phase = false: two phases (up to max_lr, then down to min_lr); three_phase = true:
+-- up, back down to initial_lr symmetrically, then down to min_lr (the paper's schedule).
+-- Step it once per batch.
 M.OneCycleLR = LRScheduler:extend("OneCycleLR")
 function M.OneCycleLR:init(opt, max_lr, opts)
   check_optimizer(opt, "OneCycleLR")
   opts = opts or {}
-  if opts.three_phase then error("OneCycleLR: three_phase is not supported", 3) end
   local total = opts.total_steps
   if total == nil then
     local e, s = opts.epochs, opts.steps_per_epoch
@@ -341,12 +342,23 @@ function M.OneCycleLR:init(opt, max_lr, opts)
   if pct < 0 or pct > 1 then
     error("OneCycleLR: expected pct_start in [0, 1], got " .. tostring(pct), 3)
   end
-  self.phases = {
-    {end_step = pct * total - 1, start_lr = "initial_lr", end_lr = "max_lr",
-      start_m = "max_momentum", end_m = "base_momentum"},
-    {end_step = total - 1, start_lr = "max_lr", end_lr = "min_lr",
-      start_m = "base_momentum", end_m = "max_momentum"},
-  }
+  if opts.three_phase then
+    self.phases = {
+      {end_step = pct * total - 1, start_lr = "initial_lr", end_lr = "max_lr",
+        start_m = "max_momentum", end_m = "base_momentum"},
+      {end_step = 2 * pct * total - 2, start_lr = "max_lr", end_lr = "initial_lr",
+        start_m = "base_momentum", end_m = "max_momentum"},
+      {end_step = total - 1, start_lr = "initial_lr", end_lr = "min_lr",
+        start_m = "max_momentum", end_m = "max_momentum"},
+    }
+  else
+    self.phases = {
+      {end_step = pct * total - 1, start_lr = "initial_lr", end_lr = "max_lr",
+        start_m = "max_momentum", end_m = "base_momentum"},
+      {end_step = total - 1, start_lr = "max_lr", end_lr = "min_lr",
+        start_m = "base_momentum", end_m = "max_momentum"},
+    }
+  end
   local strategy = opts.anneal_strategy or "cos"
   if strategy ~= "cos" and strategy ~= "linear" then
     error("OneCycleLR: anneal_strategy must be 'cos' or 'linear', got " .. tostring(strategy), 3)
