@@ -28,7 +28,9 @@
  * chunk. */
 #define KEEP_LIMIT ((int64_t)1 << 24)
 
-static lunar_status oom(const char *op) { return lunar_fail(LUNAR_ERR_MEMORY, "%s: out of memory", op); }
+static lunar_status oom(const char *op) {
+    return lunar_fail(LUNAR_ERR_MEMORY, "%s: out of memory", op);
+}
 
 /* A 3-d alias [B, R, C] of base's storage at base->offset + off, for the backend's GEMM. */
 static lunar_tensor *mat3(const lunar_tensor *base, int64_t off, int64_t B, int64_t R,
@@ -77,7 +79,8 @@ static lunar_status columns(lunar_tensor **col, int64_t *off, lunar_tensor *x,
     gm.n = m;
     lunar_tensor *xm = mat3(x, n0 * g->c * g->h * g->w, m, g->c, g->h * g->w,
                             g->c * g->h * g->w, g->h * g->w, 1);
-    lunar_status st = xm ? LUNAR_KERNEL(lunar_tensor_backend(x), im2col, *col, xm, &gm) : oom("conv");
+    lunar_status st =
+        xm ? LUNAR_KERNEL(lunar_tensor_backend(x), im2col, *col, xm, &gm) : oom("conv");
     lunar_tensor_release(xm);
     if (st != LUNAR_OK) {
         lunar_tensor_release(*col);
@@ -195,10 +198,10 @@ static lunar_status check_float(const char *op, lunar_tensor *x, lunar_tensor *w
     LUNAR_CHECK(b ? lunar_same_device(op, x, b) : LUNAR_OK);
     if (!lunar_dtype_is_float(x->dtype) || (w && w->dtype != x->dtype) ||
         (b && b->dtype != x->dtype))
-        return lunar_fail(LUNAR_ERR_DTYPE, "%s: needs float tensors of one dtype (input %s%s%s%s%s)",
-                          op, lunar_dtype_name(x->dtype), w ? ", weight " : "",
-                          w ? lunar_dtype_name(w->dtype) : "", b ? ", bias " : "",
-                          b ? lunar_dtype_name(b->dtype) : "");
+        return lunar_fail(
+            LUNAR_ERR_DTYPE, "%s: needs float tensors of one dtype (input %s%s%s%s%s)", op,
+            lunar_dtype_name(x->dtype), w ? ", weight " : "", w ? lunar_dtype_name(w->dtype) : "",
+            b ? ", bias " : "", b ? lunar_dtype_name(b->dtype) : "");
     return LUNAR_OK;
 }
 
@@ -226,8 +229,9 @@ static lunar_status add_bias(lunar_tensor *out, lunar_tensor *bias) {
     int64_t s[4] = {1, bias->shape[0], 1, 1}, t[4] = {0, bias->strides[0], 0, 0};
     lunar_tensor *b4 = lunar_tensor_alias(bias, 4, s, t, bias->offset), *bv = NULL;
     if (b4) bv = lunar_broadcast_view(b4, 4, out->shape);
-    lunar_status st = bv ? LUNAR_KERNEL(lunar_tensor_backend(out), binary, LUNAR_OP_ADD, out, out, bv)
-                         : oom("conv");
+    lunar_status st =
+        bv ? LUNAR_KERNEL(lunar_tensor_backend(out), binary, LUNAR_OP_ADD, out, out, bv)
+           : oom("conv");
     lunar_tensor_release(b4);
     lunar_tensor_release(bv);
     return st;
@@ -314,7 +318,8 @@ static lunar_status conv2d4(const char *op, lunar_tensor **out, lunar_tensor *x,
     LUNAR_CHECK(check_pos(op, "stride", p->stride, 1));
     LUNAR_CHECK(check_pos(op, "dilation", p->dilation, 1));
     LUNAR_CHECK(check_pos(op, "padding", p->padding, 0));
-    if (G < 1) return lunar_fail(LUNAR_ERR_ARG, "%s: groups must be >= 1 (got %lld)", op, (long long)G);
+    if (G < 1)
+        return lunar_fail(LUNAR_ERR_ARG, "%s: groups must be >= 1 (got %lld)", op, (long long)G);
     int64_t C = x->shape[1], Co = w->shape[0];
     if (C % G != 0 || Co % G != 0)
         return lunar_fail(LUNAR_ERR_SHAPE, "%s: groups %lld must divide both the input channels "
@@ -465,7 +470,8 @@ static lunar_status conv_t4(lunar_tensor **out, lunar_tensor *x, lunar_tensor *w
     LUNAR_CHECK(check_pos(op, "padding", p->padding, 0));
     LUNAR_CHECK(check_pos(op, "output_padding", p->output_padding, 0));
     if (p->same) return lunar_fail(LUNAR_ERR_ARG, "%s: padding \"same\" is not supported", op);
-    if (G < 1) return lunar_fail(LUNAR_ERR_ARG, "%s: groups must be >= 1 (got %lld)", op, (long long)G);
+    if (G < 1)
+        return lunar_fail(LUNAR_ERR_ARG, "%s: groups must be >= 1 (got %lld)", op, (long long)G);
     for (int d = 0; d < 2; d++)
         if (p->output_padding[d] >= p->stride[d] && p->output_padding[d] >= p->dilation[d])
             return lunar_fail(LUNAR_ERR_ARG, "%s: output_padding %lld must be smaller than the "
@@ -646,7 +652,8 @@ static lunar_status avg_pool4(const char *op, lunar_tensor **out, lunar_tensor *
     lunar_status st;
     LUNAR_GOTO(contig(&xc, x));
     LUNAR_GOTO(lunar_tensor_new(out, 4, shape, x->dtype, x));
-    LUNAR_GOTO(adaptive ? LUNAR_KERNEL(be, adaptive_avg_pool2d, *out, xc, g) : LUNAR_KERNEL(be, avg_pool2d, *out, xc, g));
+    LUNAR_GOTO(adaptive ? LUNAR_KERNEL(be, adaptive_avg_pool2d, *out, xc, g)
+                        : LUNAR_KERNEL(be, avg_pool2d, *out, xc, g));
     lunar_node *n = lunar_node_begin(op, avg_pool_backward, 1, &x);
     if (n) {
         geom_save(n, g);

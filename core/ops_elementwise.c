@@ -70,7 +70,9 @@ static lunar_status unary_backward(lunar_node *n, lunar_tensor *g, lunar_tensor 
         break;
     case LUNAR_OP_SQUARE: r = gx_mul(&c, g, gx_scal(&c, LUNAR_OP_MUL, x, 2)); break;
     case LUNAR_OP_SIN: r = gx_mul(&c, g, gx_un(&c, LUNAR_OP_COS, x)); break;
-    case LUNAR_OP_COS: r = gx_mul(&c, g, gx_un(&c, LUNAR_OP_NEG, gx_un(&c, LUNAR_OP_SIN, x))); break;
+    case LUNAR_OP_COS:
+        r = gx_mul(&c, g, gx_un(&c, LUNAR_OP_NEG, gx_un(&c, LUNAR_OP_SIN, x)));
+        break;
     case LUNAR_OP_TANH: /* 1 - y^2 */
         r = gx_mul(&c, g, gx_scal(&c, LUNAR_OP_SUB, gx_un(&c, LUNAR_OP_SQUARE, y), 1));
         r = gx_un(&c, LUNAR_OP_NEG, r);
@@ -360,7 +362,8 @@ lunar_status lunar_binary_scalar(lunar_tensor **out, lunar_binary_op op, lunar_t
     lunar_dtype dt = scalar_dtype(a->dtype, b);
     LUNAR_CHECK(lunar_tensor_new(&s, 0, NULL, dt, a));
     lunar_status st = LUNAR_KERNEL(lunar_tensor_backend(a), fill, s, b);
-    if (st == LUNAR_OK) st = scalar_first ? lunar_binary(out, op, s, a) : lunar_binary(out, op, a, s);
+    if (st == LUNAR_OK)
+        st = scalar_first ? lunar_binary(out, op, s, a) : lunar_binary(out, op, a, s);
     lunar_tensor_release(s);
     return st;
 }
@@ -385,7 +388,8 @@ lunar_status lunar_where(lunar_tensor **out, lunar_tensor *cond, lunar_tensor *a
     LUNAR_CHECK(lunar_same_device("where", a, b));
     int n1, nd;
     int64_t s1[LUNAR_MAX_DIMS], shape[LUNAR_MAX_DIMS];
-    LUNAR_CHECK(lunar_broadcast_shape("where", cond->ndim, cond->shape, a->ndim, a->shape, &n1, s1));
+    LUNAR_CHECK(
+        lunar_broadcast_shape("where", cond->ndim, cond->shape, a->ndim, a->shape, &n1, s1));
     LUNAR_CHECK(lunar_broadcast_shape("where", n1, s1, b->ndim, b->shape, &nd, shape));
     lunar_dtype dt = lunar_promote(a->dtype, b->dtype);
     lunar_tensor *cc = NULL, *ca = NULL, *cb = NULL, *vc = NULL, *va = NULL, *vb = NULL;
@@ -434,7 +438,8 @@ static lunar_status inplace_source(const char *op, lunar_tensor *dst, lunar_tens
     int nd;
     int64_t shape[LUNAR_MAX_DIMS];
     LUNAR_CHECK(lunar_same_device(op, dst, src));
-    LUNAR_CHECK(lunar_broadcast_shape(op, dst->ndim, dst->shape, src->ndim, src->shape, &nd, shape));
+    LUNAR_CHECK(
+        lunar_broadcast_shape(op, dst->ndim, dst->shape, src->ndim, src->shape, &nd, shape));
     if (!lunar_shape_equal(nd, shape, dst->ndim, dst->shape)) {
         char a[128], b[128];
         return lunar_fail(LUNAR_ERR_SHAPE, "%s: a tensor of shape %s cannot be written into %s",

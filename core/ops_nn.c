@@ -269,7 +269,8 @@ static lunar_status xent_backward(lunar_node *n, lunar_tensor *g, lunar_tensor *
     LUNAR_GOTO(grad3(&g3, g, z->dtype, nb, 1, inner));
     LUNAR_GOTO(lunar_tensor_new(&r, in->ndim, in->shape, z->dtype, z));
     LUNAR_GOTO(as3(&r3, r, nb, c, inner));
-    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(z), cross_entropy_backward, r3, g3, z, lse, t, w, ignore, ls));
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(z), cross_entropy_backward, r3, g3, z, lse, t, w,
+                            ignore, ls));
     gi[0] = r;
     r = NULL;
 done:

@@ -79,7 +79,10 @@ typedef double gemv_vd __attribute__((vector_size(32), aligned(8), may_alias));
                 y[r + i] = beta == 0 ? alpha * v[i] : alpha * v[i] + beta * y[r + i];              \
         }                                                                                          \
     }
+/* cppcheck confuses the two pointer arguments of the _sum helpers across the expansions */
+// cppcheck-suppress ctunullpointer
 GEMV_KERNEL(gemv_rows_f32, float, gemv_vf)
+// cppcheck-suppress ctunullpointer
 GEMV_KERNEL(gemv_rows_f64, double, gemv_vd)
 #undef GEMV_KERNEL
 

@@ -158,15 +158,19 @@ typedef int64_t vi64 __attribute__((vector_size(32)));
 
 CPU_CLONES NO_LIBCALLS static void im2col_plane_f32(float *restrict cs, float *restrict xs,
                                         const lunar_conv_geom *gg)
+    // cppcheck-suppress uninitvar
     IM2COL_PLANE(float, vf32, vi32, 0)
 CPU_CLONES NO_LIBCALLS static void im2col_plane_f64(double *restrict cs, double *restrict xs,
                                         const lunar_conv_geom *gg)
+    // cppcheck-suppress uninitvar
     IM2COL_PLANE(double, vf64, vi64, 0)
 CPU_CLONES NO_LIBCALLS static void col2im_plane_f32(float *restrict cs, float *restrict xs,
                                         const lunar_conv_geom *gg)
+    // cppcheck-suppress uninitvar
     IM2COL_PLANE(float, vf32, vi32, 1)
 CPU_CLONES NO_LIBCALLS static void col2im_plane_f64(double *restrict cs, double *restrict xs,
                                         const lunar_conv_geom *gg)
+    // cppcheck-suppress uninitvar
     IM2COL_PLANE(double, vf64, vi64, 1)
 
 #define IM2COL_BODY(T, FN)                                                                    \

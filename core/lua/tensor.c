@@ -72,7 +72,8 @@ static int t_item(lua_State *L) {
  * (1 integer, 2 float, 4 boolean). */
 static void table_shape(lua_State *L, int idx, int d, int *ndim, int64_t *shape, int *kind) {
     int len = (int)lua_rawlen(L, idx);
-    if (d >= LUNAR_MAX_DIMS) luaL_error(L, "tensor: more than %d levels of nesting", LUNAR_MAX_DIMS);
+    if (d >= LUNAR_MAX_DIMS)
+        luaL_error(L, "tensor: more than %d levels of nesting", LUNAR_MAX_DIMS);
     shape[d] = len;
     *ndim = d + 1;
     if (len == 0) return;
@@ -167,7 +168,9 @@ static int l_tensor(lua_State *L) {
         LUNAR_LUA_TRY(L, lunar_raw_cast(&t, src, dt));
     } else if (lua_type(L, 1) == LUA_TNUMBER || lua_type(L, 1) == LUA_TBOOLEAN) {
         int kind = lua_isboolean(L, 1) ? 4 : (lua_isinteger(L, 1) ? 1 : 2);
-        lunar_dtype def = kind == 4 ? LUNAR_BOOL : kind == 1 ? LUNAR_I64 : lunar_lua_default_dtype();
+        lunar_dtype def = kind == 4   ? LUNAR_BOOL
+                          : kind == 1 ? LUNAR_I64
+                                      : lunar_lua_default_dtype();
         const char *name = lunar_lua_optstring(L, opts, "dtype", NULL);
         lunar_dtype dt = name ? lunar_lua_dtype_from_name(L, name) : def;
         LUNAR_LUA_TRY(L, lunar_scalar(&t, lua_isboolean(L, 1) ? lua_toboolean(L, 1)
@@ -183,7 +186,9 @@ static int l_tensor(lua_State *L) {
         lua_settop(L, top);
         kind = leaf_kind(L, 1, ndim);
         lua_settop(L, top);
-        lunar_dtype def = kind == 4 ? LUNAR_BOOL : kind == 1 ? LUNAR_I64 : lunar_lua_default_dtype();
+        lunar_dtype def = kind == 4   ? LUNAR_BOOL
+                          : kind == 1 ? LUNAR_I64
+                                      : lunar_lua_default_dtype();
         const char *name = lunar_lua_optstring(L, opts, "dtype", NULL);
         lunar_dtype dt = name ? lunar_lua_dtype_from_name(L, name) : def;
         LUNAR_LUA_TRY(L, lunar_empty(&t, ndim, shape, dt));
@@ -276,7 +281,8 @@ static int l_full_like(lua_State *L) { return create(L, C_FULL, true); }
 static int l_arange(lua_State *L) {
     int n = 0;
     while (lua_type(L, n + 1) == LUA_TNUMBER) n++;
-    if (n == 0 || n > 3) return luaL_error(L, "arange: expected 1 to 3 numbers (start, stop, step)");
+    if (n == 0 || n > 3)
+        return luaL_error(L, "arange: expected 1 to 3 numbers (start, stop, step)");
     bool all_int = true;
     for (int i = 1; i <= n; i++) all_int &= lua_isinteger(L, i) != 0;
     double start = n >= 2 ? lua_tonumber(L, 1) : 0;
@@ -520,7 +526,8 @@ static int t_transpose(lua_State *L) {
 /* t:t(): the transpose of a matrix (a vector stays itself) */
 static int t_t(lua_State *L) {
     lunar_tensor *t = lunar_lua_check(L, 1), *r;
-    if (t->ndim > 2) return luaL_error(L, "t: expects at most 2 dims (got %d); use transpose", t->ndim);
+    if (t->ndim > 2)
+        return luaL_error(L, "t: expects at most 2 dims (got %d); use transpose", t->ndim);
     if (t->ndim < 2) {
         lua_settop(L, 1);
         return 1;
