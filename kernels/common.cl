@@ -57,6 +57,13 @@ inline long lunar_dot(long8 c, long8 s) {
     return r.x + r.y;
 }
 
+/* lunar_dot for coordinates from lunar_coords(i, nd, ...): with nd = 1 (operands the host
+ * merged into one contiguous run) the offset is one product, not eight. nd is a kernel
+ * argument, so the branch is the same for every work-item. */
+inline long lunar_dotn(int nd, long8 c, long8 s) {
+    return nd == 1 ? c.s0 * s.s0 : lunar_dot(c, s);
+}
+
 /* Element i of a buffer of dtype dt, converted to T. */
 #ifdef LUNAR_HAS_F64
 #define LUNAR_LOAD_F64(T, p, i) case DT_F64: return (T)((__global const double *)(p))[i];

@@ -57,7 +57,8 @@
         long i = get_global_id(0);                                                            \
         if (i >= n) return;                                                                   \
         long8 c = lunar_coords(i, nd, shape);                                                 \
-        o[oo + lunar_dot(c, so)] = lunar_load_##N(x, xdt, xo + lunar_dot(c, sx));             \
+        o[oo + lunar_dotn(nd, c, so)] =                                                            \
+            lunar_load_##N(x, xdt, xo + lunar_dotn(nd, c, sx));                                    \
     }
 LUNAR_ALL_TYPES(DEF_COPY)
 
@@ -67,7 +68,7 @@ LUNAR_ALL_TYPES(DEF_COPY)
                            long8 shape) {                                                     \
         long i = get_global_id(0);                                                            \
         if (i >= n) return;                                                                   \
-        o[oo + lunar_dot(lunar_coords(i, nd, shape), so)] = v;                               \
+        o[oo + lunar_dotn(nd, lunar_coords(i, nd, shape), so)] = v;                               \
     }
 LUNAR_ALL_TYPES(DEF_FILL)
 
@@ -88,7 +89,7 @@ LUNAR_ALL_TYPES(DEF_ARANGE)
         long i = get_global_id(0);                                                            \
         if (i >= n) return;                                                                   \
         long8 c = lunar_coords(i, nd, shape);                                                 \
-        T v = x[xo + lunar_dot(c, sx)], r;
+        T v = x[xo + lunar_dotn(nd, c, sx)], r;
 
 #define DEF_UNARY_FLOAT(N, T)                                                                 \
     UNARY_HEAD(N, T)                                                                          \
@@ -118,7 +119,7 @@ LUNAR_ALL_TYPES(DEF_ARANGE)
     case U_LOGICAL_NOT: r = (T)(v == 0); break;                                               \
     default: r = v; break;                                                                    \
     }                                                                                         \
-    o[oo + lunar_dot(c, so)] = r;                                                             \
+    o[oo + lunar_dotn(nd, c, so)] = r;                                                             \
     }
 
 /* integers: the ops that keep integers integers (the op layer promotes the rest) */
@@ -134,7 +135,7 @@ LUNAR_ALL_TYPES(DEF_ARANGE)
     case U_LOGICAL_NOT: r = (T)(v == 0); break;                                               \
     default: r = v; break; /* floor, ceil, round, trunc */                                   \
     }                                                                                         \
-    o[oo + lunar_dot(c, so)] = r;                                                             \
+    o[oo + lunar_dotn(nd, c, so)] = r;                                                             \
     }
 LUNAR_FLOAT_TYPES(DEF_UNARY_FLOAT)
 LUNAR_INT_TYPES(DEF_UNARY_INT)
@@ -148,7 +149,7 @@ DEF_UNARY_INT(bool, uchar)
         long i = get_global_id(0);                                                            \
         if (i >= n) return;                                                                   \
         long8 c = lunar_coords(i, nd, shape);                                                 \
-        T u = a[ao + lunar_dot(c, sa)], v = b[bo + lunar_dot(c, sb)];                         \
+        T u = a[ao + lunar_dotn(nd, c, sa)], v = b[bo + lunar_dotn(nd, c, sb)];                    \
         OT r;
 
 /* comparisons and logical ops: bool out */
@@ -165,7 +166,7 @@ DEF_UNARY_INT(bool, uchar)
     case B_LOGICAL_OR: r = u != 0 || v != 0; break;                                           \
     default: r = (u != 0) != (v != 0); break;                                                 \
     }                                                                                         \
-    o[oo + lunar_dot(c, so)] = r;                                                             \
+    o[oo + lunar_dotn(nd, c, so)] = r;                                                             \
     }
 LUNAR_ALL_TYPES(DEF_COMPARE)
 
@@ -187,7 +188,7 @@ LUNAR_ALL_TYPES(DEF_COMPARE)
         break;                                                                                \
     default: r = 0; break;                                                                    \
     }                                                                                         \
-    o[oo + lunar_dot(c, so)] = r;                                                             \
+    o[oo + lunar_dotn(nd, c, so)] = r;                                                             \
     }
 LUNAR_FLOAT_TYPES(DEF_BINARY_FLOAT)
 
@@ -227,7 +228,7 @@ inline long lunar_idiv(long u, long v) {
     case B_REMAINDER: r = (T)lunar_imod(u, v, 1); break;                                      \
     default: r = 0; break;                                                                    \
     }                                                                                         \
-    o[oo + lunar_dot(c, so)] = r;                                                             \
+    o[oo + lunar_dotn(nd, c, so)] = r;                                                             \
     }
 LUNAR_INT_TYPES(DEF_BINARY_INT)
 
@@ -240,7 +241,7 @@ case B_MUL:
 case B_MINIMUM: r = u & v; break;
 default: r = 0; break;
 }
-o[oo + lunar_dot(c, so)] = r;
+o[oo + lunar_dotn(nd, c, so)] = r;
 }
 
 /* ---- where: o [shape] = cond ? a : b, all strided ---- */
@@ -252,7 +253,8 @@ o[oo + lunar_dot(c, so)] = r;
         long i = get_global_id(0);                                                            \
         if (i >= n) return;                                                                   \
         long8 c = lunar_coords(i, nd, shape);                                                 \
-        o[oo + lunar_dot(c, so)] =                                                            \
-            cond[co + lunar_dot(c, sc)] ? a[ao + lunar_dot(c, sa)] : b[bo + lunar_dot(c, sb)];\
+        o[oo + lunar_dotn(nd, c, so)] =                                                            \
+            cond[co + lunar_dotn(nd, c, sc)] ? a[ao + lunar_dotn(nd, c, sa)]                       \
+                                             : b[bo + lunar_dotn(nd, c, sb)];                      \
     }
 LUNAR_ALL_TYPES(DEF_WHERE)
