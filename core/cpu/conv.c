@@ -39,11 +39,13 @@ static void tap_range(int64_t off, int64_t s, int64_t n, int64_t on, int64_t *lo
 /* The forward at column stride 1 with rows of at least 32 bytes: every column row is a
  * copy of ow elements out of the zero-padded plane (made once per plane when there is
  * padding), in 32-byte moves with the last one overlapping, so no row has a scalar tail
- * or a clipped range (conv1 of LeNet: 28-wide rows, padding 2). Falls through to the
+ * or a clipped range (conv1 of LeNet: 28-wide rows, padding 2). The moves are vector
+ * assignments: GCC made a 32-byte memcpy two 16-byte moves. Falls through to the
  * general loops when the padded plane cannot be allocated. */
 #define IM2COL_UNIT(T)                                                                        \
     {                                                                                         \
         const int64_t V = 32 / (int64_t)sizeof(T);                                            \
+        typedef T VU __attribute__((vector_size(32), aligned(sizeof(T))));                    \
         int64_t wp = gg->w + gg->pl + gg->pr, hp = gg->h + gg->pt + gg->pb;                   \
         bool padded = wp != gg->w || hp != gg->h;                                             \
         T *buf = padded ? malloc(sizeof(T) * (size_t)(hp * wp)) : NULL;                       \
@@ -61,8 +63,9 @@ static void tap_range(int64_t off, int64_t s, int64_t n, int64_t on, int64_t *lo
                     for (int64_t oy = 0; oy < gg->oh; oy++) {                                 \
                         const T *sr = src + (oy * gg->sh + ki * gg->dh) * wp + kj * gg->dw;   \
                         T *r = row + oy * ow;                                                 \
-                        for (int64_t i = 0; i + V <= ow; i += V) memcpy(r + i, sr + i, 32);   \
-                        memcpy(r + ow - V, sr + ow - V, 32);                                  \
+                        for (int64_t i = 0; i + V <= ow; i += V)                              \
+                            *(VU *)(r + i) = *(const VU *)(sr + i);                           \
+                        *(VU *)(r + ow - V) = *(const VU *)(sr + ow - V);                     \
                     }                                                                         \
                 }                                                                             \
             free(buf);                                                                        \
@@ -108,9 +111,12 @@ typedef int64_t vi64 __attribute__((vector_size(32)));
 
 /* One plane: xs [h, w] and its kh * kw column rows cs [kh * kw, oh * ow]. A function of its
  * own so that it gets the AVX2 clone, and with plain loops rather than memcpy/memset per
- * row (LeNet's rows are 10 to 28 elements: the calls cost more than the copies). */
+ * row (LeNet's rows are 10 to 28 elements: the calls cost more than the copies). The
+ * geometry is read from a local copy: the row moves may alias anything, so through the
+ * pointer every row reloaded its fields (about a tenth of conv2d's forward). */
 #define IM2COL_PLANE(T, VT, IT, ADJOINT)                                                      \
     {                                                                                         \
+        const lunar_conv_geom gl_ = *gin, *gg = &gl_;                                         \
         int64_t L = gg->oh * gg->ow, ow = gg->ow, sw = gg->sw;                                \
         if (!(ADJOINT) && sw == 1 && ow * (int64_t)sizeof(T) >= 32) IM2COL_UNIT(T)            \
         if (ADJOINT)                                                                          \
@@ -157,16 +163,16 @@ typedef int64_t vi64 __attribute__((vector_size(32)));
 #endif
 
 CPU_CLONES NO_LIBCALLS static void im2col_plane_f32(float *restrict cs, float *restrict xs,
-                                        const lunar_conv_geom *gg)
+                                        const lunar_conv_geom *gin)
     IM2COL_PLANE(float, vf32, vi32, 0)
 CPU_CLONES NO_LIBCALLS static void im2col_plane_f64(double *restrict cs, double *restrict xs,
-                                        const lunar_conv_geom *gg)
+                                        const lunar_conv_geom *gin)
     IM2COL_PLANE(double, vf64, vi64, 0)
 CPU_CLONES NO_LIBCALLS static void col2im_plane_f32(float *restrict cs, float *restrict xs,
-                                        const lunar_conv_geom *gg)
+                                        const lunar_conv_geom *gin)
     IM2COL_PLANE(float, vf32, vi32, 1)
 CPU_CLONES NO_LIBCALLS static void col2im_plane_f64(double *restrict cs, double *restrict xs,
-                                        const lunar_conv_geom *gg)
+                                        const lunar_conv_geom *gin)
     IM2COL_PLANE(double, vf64, vi64, 1)
 
 #define IM2COL_BODY(T, FN)                                                                    \
