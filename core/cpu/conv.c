@@ -121,6 +121,19 @@ typedef int64_t vi64 __attribute__((vector_size(32)));
         if (!(ADJOINT) && sw == 1 && ow * (int64_t)sizeof(T) >= 32) IM2COL_UNIT(T)            \
         if (ADJOINT)                                                                          \
             for (int64_t i = 0; i < gg->h * gg->w; i++) xs[i] = 0;                            \
+        if ((ADJOINT) && sw == 1 && gg->sh == 1 && gg->dh == 1 && gg->dw == 1 &&              \
+            gg->pt == 0 && gg->pl == 0 && gg->pb == 0 && gg->pr == 0 &&                       \
+            ow * (int64_t)sizeof(T) >= 32) {                                                  \
+            /* every row in bounds: the general loop's order without its per-row tests */     \
+            for (int64_t ki = 0; ki < gg->kh; ki++)                                           \
+                for (int64_t kj = 0; kj < gg->kw; kj++) {                                     \
+                    const T *row = cs + (ki * gg->kw + kj) * L;                               \
+                    T *xr = xs + ki * gg->w + kj;                                             \
+                    for (int64_t oy = 0; oy < gg->oh; oy++)                                   \
+                        ADD_ROW(T, VT, IT, xr + oy * gg->w, row + oy * ow, ow);               \
+                }                                                                             \
+            return;                                                                           \
+        }                                                                                     \
         for (int64_t ki = 0; ki < gg->kh; ki++) {                                             \
             int64_t y_lo, y_hi;                                                               \
             tap_range(ki * gg->dh - gg->pt, gg->sh, gg->h, gg->oh, &y_lo, &y_hi);             \
