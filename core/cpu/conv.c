@@ -11,10 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* OpenMP across planes when the whole job is worth it (never around a GEMM). */
-#define PLANES_PARALLEL(work)                                                                 \
-    const bool par_ = cpu_threads() > 1 && (work) > LUNAR_GRAIN;                              \
-    _Pragma("omp parallel for schedule(static) if (par_) num_threads(cpu_threads())")
+/* `for (p = 0; p < n; p++) body` across planes, by OpenMP when the whole job is worth it
+ * (never around a GEMM). CPU_FOR, not an if clause: a region whose clause is false still
+ * started a team, and its futex wake-up is a system call (LeNet: ~100 a step, ~5%). */
+#define PLANES_FOR(work, n, ...)                                                              \
+    CPU_FOR(cpu_threads() > 1 && (work) > LUNAR_GRAIN, cpu_threads(),                         \
+            (int64_t p = 0; p < (n); p++), __VA_ARGS__)
 
 static lunar_status bad_dtype(const char *op, lunar_dtype dt) {
     return lunar_fail(LUNAR_ERR_DTYPE, "%s: needs float32 or float64 (got %s)", op,
@@ -194,8 +196,8 @@ CPU_CLONES NO_LIBCALLS static void col2im_plane_f64(double *restrict cs, double 
         int64_t kk = g->kh * g->kw;                                                           \
         T *xp = (T *)cpu_ptr(x);                                                              \
         T *cp = (T *)cpu_ptr(col);                                                            \
-        PLANES_PARALLEL(planes * kk * L)                                                      \
-        for (int64_t p = 0; p < planes; p++) FN(cp + p * kk * L, xp + p * hw, g);             \
+        PLANES_FOR(planes * kk * L, planes,                                                   \
+            FN(cp + p * kk * L, xp + p * hw, g););                                            \
     }
 
 static void im2col_f32(lunar_tensor *col, const lunar_tensor *x, const lunar_conv_geom *g)
@@ -308,8 +310,8 @@ CPU_CLONES static void max_row2_f64(const double *restrict r0, const double *res
         bool two = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->pt == 0 &&      \
                    g->pl == 0 && g->dh == 1 && g->dw == 1 && 2 * g->oh <= g->h &&             \
                    2 * g->ow <= g->w;                                                         \
-        PLANES_PARALLEL(planes * L * g->kh * g->kw)                                           \
-        for (int64_t p = 0; p < planes; p++) {                                                \
+        PLANES_FOR(planes * L * g->kh * g->kw, planes,                                        \
+        {                                                                                     \
             const T *xs = xp + p * hw;                                                        \
             if (two) {                                                                        \
                 MAX_POOL_2X2(T)                                                               \
@@ -330,7 +332,7 @@ CPU_CLONES static void max_row2_f64(const double *restrict r0, const double *res
                     ip[p * L + oy * g->ow + ox] = bi;                                         \
                 }                                                                             \
             }                                                                                 \
-        }                                                                                     \
+        });                                                                                   \
     }
 
 #define MAX_POOL_BACK_BODY(T)                                                                 \
@@ -339,15 +341,15 @@ CPU_CLONES static void max_row2_f64(const double *restrict r0, const double *res
         T *xp = (T *)cpu_ptr(gx);                                                             \
         const T *yp = (const T *)cpu_ptr(gy);                                                 \
         const int64_t *ip = (const int64_t *)cpu_ptr(idx);                                    \
-        PLANES_PARALLEL(planes * (L + hw))                                                    \
-        for (int64_t p = 0; p < planes; p++) {                                                \
+        PLANES_FOR(planes * (L + hw), planes,                                                 \
+        {                                                                                     \
             T *xs = xp + p * hw;                                                              \
             memset(xs, 0, sizeof(T) * (size_t)hw);                                            \
             for (int64_t i = 0; i < L; i++) {                                                 \
                 int64_t j = ip[p * L + i];                                                    \
                 if (j >= 0 && j < hw) xs[j] += yp[p * L + i];                                 \
             }                                                                                 \
-        }                                                                                     \
+        });                                                                                   \
     }
 
 static void max_pool_f32(lunar_tensor *y, lunar_tensor *idx, const lunar_tensor *x,
@@ -412,8 +414,8 @@ typedef void (*window_fn)(const lunar_conv_geom *, int64_t, int64_t, int64_t *, 
         int64_t planes = g->n * g->c, hw = g->h * g->w, L = g->oh * g->ow;                    \
         const T *xp = (const T *)cpu_ptr(x);                                                  \
         T *yp = (T *)cpu_ptr(y);                                                              \
-        PLANES_PARALLEL(planes * L * g->kh * g->kw)                                           \
-        for (int64_t p = 0; p < planes; p++) {                                                \
+        PLANES_FOR(planes * L * g->kh * g->kw, planes,                                        \
+        {                                                                                     \
             const T *xs = xp + p * hw;                                                        \
             for (int64_t oy = 0; oy < g->oh; oy++)                                            \
                 for (int64_t ox = 0; ox < g->ow; ox++) {                                      \
@@ -424,7 +426,7 @@ typedef void (*window_fn)(const lunar_conv_geom *, int64_t, int64_t, int64_t *, 
                         for (int64_t ix = x0; ix < x1; ix++) s += xs[iy * g->w + ix];         \
                     yp[p * L + oy * g->ow + ox] = (T)(div > 0 ? s / (double)div : NAN);       \
                 }                                                                             \
-        }                                                                                     \
+        });                                                                                   \
     }
 
 #define AVG_POOL_BACK_BODY(T)                                                                 \
@@ -432,8 +434,8 @@ typedef void (*window_fn)(const lunar_conv_geom *, int64_t, int64_t, int64_t *, 
         int64_t planes = g->n * g->c, hw = g->h * g->w, L = g->oh * g->ow;                    \
         T *xp = (T *)cpu_ptr(gx);                                                             \
         const T *yp = (const T *)cpu_ptr(gy);                                                 \
-        PLANES_PARALLEL(planes * L * g->kh * g->kw)                                           \
-        for (int64_t p = 0; p < planes; p++) {                                                \
+        PLANES_FOR(planes * L * g->kh * g->kw, planes,                                        \
+        {                                                                                     \
             T *xs = xp + p * hw;                                                              \
             memset(xs, 0, sizeof(T) * (size_t)hw);                                            \
             for (int64_t oy = 0; oy < g->oh; oy++)                                            \
@@ -445,7 +447,7 @@ typedef void (*window_fn)(const lunar_conv_geom *, int64_t, int64_t, int64_t *, 
                     for (int64_t iy = y0; iy < y1; iy++)                                      \
                         for (int64_t ix = x0; ix < x1; ix++) xs[iy * g->w + ix] += v;         \
                 }                                                                             \
-        }                                                                                     \
+        });                                                                                   \
     }
 
 static void avg_f32(lunar_tensor *y, const lunar_tensor *x, const lunar_conv_geom *g,
