@@ -153,17 +153,40 @@ describe("conv2d with stride-1 columns against a direct loop", function()
   end)
 end)
 
--- max_pool2d 2x2 stride 2 in blocks of 8 outputs (the last block overlapping) against a
--- direct loop: values, 1-based indices per plane, the first maximum on ties, NaN wins.
+-- max_pool2d 2x2 stride 2 in blocks of 8 or 4 outputs (the last block overlapping) against
+-- a direct loop: values, 1-based indices per plane, the first maximum on ties, NaN wins; the
+-- backward (written whole when the windows tile the plane) against a scatter by the indices.
 describe("max_pool2d 2x2 rows in blocks of 8", function()
   it("matches a direct loop for row widths around the block size", function()
-    for _, wd in ipairs({6, 16, 18, 28, 34}) do
+    for _, wd in ipairs({6, 7, 8, 10, 11, 14, 16, 18, 28, 34}) do
       local x = (lunar.randn(2, 3, 6, wd) * 2):round() -- many ties
       local X = x:totable()
       X[1][2][3][5] = 0 / 0
-      x = lunar.tensor(X)
+      x = lunar.tensor(X, {requires_grad = true})
       local y, idx = lunar.max_pool2d(x, 2, {return_indices = true})
-      local Y, I = y:totable(), idx:totable()
+      local gy = lunar.randn(y.shape)
+      gy:narrow(4, 1, 1):fill_(-0.0);
+      (y * gy):sum():backward()
+      local Y, I, GY, GX = y:totable(), idx:totable(), gy:totable(), x.grad:totable()
+      for b = 1, 2 do
+        for c = 1, 3 do
+          local want = {}
+          for i = 1, 6 * wd do want[i] = 0 end
+          for oy = 1, 3 do
+            for ox = 1, wd // 2 do
+              local j = I[b][c][oy][ox]
+              want[j] = want[j] + GY[b][c][oy][ox]
+            end
+          end
+          for iy = 1, 6 do
+            for ix = 1, wd do
+              local got, exp = GX[b][c][iy][ix], want[(iy - 1) * wd + ix]
+              assert(got == exp and 1 / got == 1 / exp,
+                ("w %d: gx[%d][%d][%d][%d] = %s, expected %s"):format(wd, b, c, iy, ix, got, exp))
+            end
+          end
+        end
+      end
       for b = 1, 2 do
         for c = 1, 3 do
           for oy = 1, 3 do

@@ -11,10 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* OpenMP across planes when the whole job is worth it (never around a GEMM). */
-#define PLANES_PARALLEL(work)                                                                 \
-    const bool par_ = cpu_threads() > 1 && (work) > LUNAR_GRAIN;                              \
-    _Pragma("omp parallel for schedule(static) if (par_) num_threads(cpu_threads())")
+/* `for (p = 0; p < n; p++) body` across planes, by OpenMP when the whole job is worth it
+ * (never around a GEMM). CPU_FOR, not an if clause: a region whose clause is false still
+ * started a team, and its futex wake-up is a system call (LeNet: ~100 a step, ~5%). */
+#define PLANES_FOR(work, n, ...)                                                              \
+    CPU_FOR(cpu_threads() > 1 && (work) > LUNAR_GRAIN, cpu_threads(),                         \
+            (int64_t p = 0; p < (n); p++), __VA_ARGS__)
 
 static lunar_status bad_dtype(const char *op, lunar_dtype dt) {
     return lunar_fail(LUNAR_ERR_DTYPE, "%s: needs float32 or float64 (got %s)", op,
@@ -39,11 +41,13 @@ static void tap_range(int64_t off, int64_t s, int64_t n, int64_t on, int64_t *lo
 /* The forward at column stride 1 with rows of at least 32 bytes: every column row is a
  * copy of ow elements out of the zero-padded plane (made once per plane when there is
  * padding), in 32-byte moves with the last one overlapping, so no row has a scalar tail
- * or a clipped range (conv1 of LeNet: 28-wide rows, padding 2). Falls through to the
+ * or a clipped range (conv1 of LeNet: 28-wide rows, padding 2). The moves are vector
+ * assignments: GCC made a 32-byte memcpy two 16-byte moves. Falls through to the
  * general loops when the padded plane cannot be allocated. */
 #define IM2COL_UNIT(T)                                                                        \
     {                                                                                         \
         const int64_t V = 32 / (int64_t)sizeof(T);                                            \
+        typedef T VU __attribute__((vector_size(32), aligned(sizeof(T))));                    \
         int64_t wp = gg->w + gg->pl + gg->pr, hp = gg->h + gg->pt + gg->pb;                   \
         bool padded = wp != gg->w || hp != gg->h;                                             \
         T *buf = padded ? malloc(sizeof(T) * (size_t)(hp * wp)) : NULL;                       \
@@ -61,8 +65,9 @@ static void tap_range(int64_t off, int64_t s, int64_t n, int64_t on, int64_t *lo
                     for (int64_t oy = 0; oy < gg->oh; oy++) {                                 \
                         const T *sr = src + (oy * gg->sh + ki * gg->dh) * wp + kj * gg->dw;   \
                         T *r = row + oy * ow;                                                 \
-                        for (int64_t i = 0; i + V <= ow; i += V) memcpy(r + i, sr + i, 32);   \
-                        memcpy(r + ow - V, sr + ow - V, 32);                                  \
+                        for (int64_t i = 0; i + V <= ow; i += V)                              \
+                            *(VU *)(r + i) = *(const VU *)(sr + i);                           \
+                        *(VU *)(r + ow - V) = *(const VU *)(sr + ow - V);                     \
                     }                                                                         \
                 }                                                                             \
             free(buf);                                                                        \
@@ -108,13 +113,29 @@ typedef int64_t vi64 __attribute__((vector_size(32)));
 
 /* One plane: xs [h, w] and its kh * kw column rows cs [kh * kw, oh * ow]. A function of its
  * own so that it gets the AVX2 clone, and with plain loops rather than memcpy/memset per
- * row (LeNet's rows are 10 to 28 elements: the calls cost more than the copies). */
+ * row (LeNet's rows are 10 to 28 elements: the calls cost more than the copies). The
+ * geometry is read from a local copy: the row moves may alias anything, so through the
+ * pointer every row reloaded its fields (about a tenth of conv2d's forward). */
 #define IM2COL_PLANE(T, VT, IT, ADJOINT)                                                      \
     {                                                                                         \
+        const lunar_conv_geom gl_ = *gin, *gg = &gl_;                                         \
         int64_t L = gg->oh * gg->ow, ow = gg->ow, sw = gg->sw;                                \
         if (!(ADJOINT) && sw == 1 && ow * (int64_t)sizeof(T) >= 32) IM2COL_UNIT(T)            \
         if (ADJOINT)                                                                          \
             for (int64_t i = 0; i < gg->h * gg->w; i++) xs[i] = 0;                            \
+        if ((ADJOINT) && sw == 1 && gg->sh == 1 && gg->dh == 1 && gg->dw == 1 &&              \
+            gg->pt == 0 && gg->pl == 0 && gg->pb == 0 && gg->pr == 0 &&                       \
+            ow * (int64_t)sizeof(T) >= 32) {                                                  \
+            /* every row in bounds: the general loop's order without its per-row tests */     \
+            for (int64_t ki = 0; ki < gg->kh; ki++)                                           \
+                for (int64_t kj = 0; kj < gg->kw; kj++) {                                     \
+                    const T *row = cs + (ki * gg->kw + kj) * L;                               \
+                    T *xr = xs + ki * gg->w + kj;                                             \
+                    for (int64_t oy = 0; oy < gg->oh; oy++)                                   \
+                        ADD_ROW(T, VT, IT, xr + oy * gg->w, row + oy * ow, ow);               \
+                }                                                                             \
+            return;                                                                           \
+        }                                                                                     \
         for (int64_t ki = 0; ki < gg->kh; ki++) {                                             \
             int64_t y_lo, y_hi;                                                               \
             tap_range(ki * gg->dh - gg->pt, gg->sh, gg->h, gg->oh, &y_lo, &y_hi);             \
@@ -157,19 +178,19 @@ typedef int64_t vi64 __attribute__((vector_size(32)));
 #endif
 
 CPU_CLONES NO_LIBCALLS static void im2col_plane_f32(float *restrict cs, float *restrict xs,
-                                        const lunar_conv_geom *gg)
+                                        const lunar_conv_geom *gin)
     // cppcheck-suppress uninitvar
     IM2COL_PLANE(float, vf32, vi32, 0)
 CPU_CLONES NO_LIBCALLS static void im2col_plane_f64(double *restrict cs, double *restrict xs,
-                                        const lunar_conv_geom *gg)
+                                        const lunar_conv_geom *gin)
     // cppcheck-suppress uninitvar
     IM2COL_PLANE(double, vf64, vi64, 0)
 CPU_CLONES NO_LIBCALLS static void col2im_plane_f32(float *restrict cs, float *restrict xs,
-                                        const lunar_conv_geom *gg)
+                                        const lunar_conv_geom *gin)
     // cppcheck-suppress uninitvar
     IM2COL_PLANE(float, vf32, vi32, 1)
 CPU_CLONES NO_LIBCALLS static void col2im_plane_f64(double *restrict cs, double *restrict xs,
-                                        const lunar_conv_geom *gg)
+                                        const lunar_conv_geom *gin)
     // cppcheck-suppress uninitvar
     IM2COL_PLANE(double, vf64, vi64, 1)
 
@@ -179,8 +200,8 @@ CPU_CLONES NO_LIBCALLS static void col2im_plane_f64(double *restrict cs, double 
         int64_t kk = g->kh * g->kw;                                                           \
         T *xp = (T *)cpu_ptr(x);                                                              \
         T *cp = (T *)cpu_ptr(col);                                                            \
-        PLANES_PARALLEL(planes * kk * L)                                                      \
-        for (int64_t p = 0; p < planes; p++) FN(cp + p * kk * L, xp + p * hw, g);             \
+        PLANES_FOR(planes * kk * L, planes,                                                   \
+            FN(cp + p * kk * L, xp + p * hw, g););                                            \
     }
 
 static void im2col_f32(lunar_tensor *col, const lunar_tensor *x, const lunar_conv_geom *g)
@@ -293,8 +314,8 @@ CPU_CLONES static void max_row2_f64(const double *restrict r0, const double *res
         bool two = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->pt == 0 &&      \
                    g->pl == 0 && g->dh == 1 && g->dw == 1 && 2 * g->oh <= g->h &&             \
                    2 * g->ow <= g->w;                                                         \
-        PLANES_PARALLEL(planes * L * g->kh * g->kw)                                           \
-        for (int64_t p = 0; p < planes; p++) {                                                \
+        PLANES_FOR(planes * L * g->kh * g->kw, planes,                                        \
+        {                                                                                     \
             const T *xs = xp + p * hw;                                                        \
             if (two) {                                                                        \
                 MAX_POOL_2X2(T)                                                               \
@@ -315,7 +336,7 @@ CPU_CLONES static void max_row2_f64(const double *restrict r0, const double *res
                     ip[p * L + oy * g->ow + ox] = bi;                                         \
                 }                                                                             \
             }                                                                                 \
-        }                                                                                     \
+        });                                                                                   \
     }
 
 #define MAX_POOL_BACK_BODY(T)                                                                 \
@@ -324,15 +345,15 @@ CPU_CLONES static void max_row2_f64(const double *restrict r0, const double *res
         T *xp = (T *)cpu_ptr(gx);                                                             \
         const T *yp = (const T *)cpu_ptr(gy);                                                 \
         const int64_t *ip = (const int64_t *)cpu_ptr(idx);                                    \
-        PLANES_PARALLEL(planes * (L + hw))                                                    \
-        for (int64_t p = 0; p < planes; p++) {                                                \
+        PLANES_FOR(planes * (L + hw), planes,                                                 \
+        {                                                                                     \
             T *xs = xp + p * hw;                                                              \
             memset(xs, 0, sizeof(T) * (size_t)hw);                                            \
             for (int64_t i = 0; i < L; i++) {                                                 \
                 int64_t j = ip[p * L + i];                                                    \
                 if (j >= 0 && j < hw) xs[j] += yp[p * L + i];                                 \
             }                                                                                 \
-        }                                                                                     \
+        });                                                                                   \
     }
 
 static void max_pool_f32(lunar_tensor *y, lunar_tensor *idx, const lunar_tensor *x,
@@ -397,8 +418,8 @@ typedef void (*window_fn)(const lunar_conv_geom *, int64_t, int64_t, int64_t *, 
         int64_t planes = g->n * g->c, hw = g->h * g->w, L = g->oh * g->ow;                    \
         const T *xp = (const T *)cpu_ptr(x);                                                  \
         T *yp = (T *)cpu_ptr(y);                                                              \
-        PLANES_PARALLEL(planes * L * g->kh * g->kw)                                           \
-        for (int64_t p = 0; p < planes; p++) {                                                \
+        PLANES_FOR(planes * L * g->kh * g->kw, planes,                                        \
+        {                                                                                     \
             const T *xs = xp + p * hw;                                                        \
             for (int64_t oy = 0; oy < g->oh; oy++)                                            \
                 for (int64_t ox = 0; ox < g->ow; ox++) {                                      \
@@ -409,7 +430,7 @@ typedef void (*window_fn)(const lunar_conv_geom *, int64_t, int64_t, int64_t *, 
                         for (int64_t ix = x0; ix < x1; ix++) s += xs[iy * g->w + ix];         \
                     yp[p * L + oy * g->ow + ox] = (T)(div > 0 ? s / (double)div : NAN);       \
                 }                                                                             \
-        }                                                                                     \
+        });                                                                                   \
     }
 
 #define AVG_POOL_BACK_BODY(T)                                                                 \
@@ -417,8 +438,8 @@ typedef void (*window_fn)(const lunar_conv_geom *, int64_t, int64_t, int64_t *, 
         int64_t planes = g->n * g->c, hw = g->h * g->w, L = g->oh * g->ow;                    \
         T *xp = (T *)cpu_ptr(gx);                                                             \
         const T *yp = (const T *)cpu_ptr(gy);                                                 \
-        PLANES_PARALLEL(planes * L * g->kh * g->kw)                                           \
-        for (int64_t p = 0; p < planes; p++) {                                                \
+        PLANES_FOR(planes * L * g->kh * g->kw, planes,                                        \
+        {                                                                                     \
             T *xs = xp + p * hw;                                                              \
             memset(xs, 0, sizeof(T) * (size_t)hw);                                            \
             for (int64_t oy = 0; oy < g->oh; oy++)                                            \
@@ -430,7 +451,7 @@ typedef void (*window_fn)(const lunar_conv_geom *, int64_t, int64_t, int64_t *, 
                     for (int64_t iy = y0; iy < y1; iy++)                                      \
                         for (int64_t ix = x0; ix < x1; ix++) xs[iy * g->w + ix] += v;         \
                 }                                                                             \
-        }                                                                                     \
+        });                                                                                   \
     }
 
 static void avg_f32(lunar_tensor *y, const lunar_tensor *x, const lunar_conv_geom *g,
