@@ -27,49 +27,9 @@ if #lunar.devices() == 0 then
   return
 end
 
-local DEV = "opencl:1"
-
--- the flattened values of a tensor on any device, as float64
-local function values(t)
-  local out = {}
-  local function walk(v)
-    if type(v) == "table" then for _, e in ipairs(v) do walk(e) end
-    else out[#out + 1] = v == true and 1 or (v == false and 0 or v) end
-  end
-  walk(t:to("cpu"):totable())
-  return out
-end
-
--- normalised MSE of actual (OpenCL) against expected (CPU), shapes and dtypes equal
-local function nmse(actual, expected)
-  assert.are.same(expected:size(), actual:size())
-  assert.are.equal(expected:dtype(), actual:dtype())
-  assert.are.equal(DEV, actual:device())
-  local a, e = values(actual), values(expected)
-  local num, den = 0, 0
-  for i = 1, #e do
-    local x, y = a[i], e[i]
-    assert(x == x, "NaN from OpenCL at element " .. i)
-    assert(y == y, "NaN from the CPU at element " .. i)
-    if y == math.huge or y == -math.huge or x == math.huge or x == -math.huge then
-      assert(x == y, ("element %d: %s vs %s"):format(i, x, y))
-    else
-      num, den = num + (x - y) ^ 2, den + y ^ 2
-    end
-  end
-  return den > 0 and num / den or num
-end
-
-local function check(actual, expected, tol)
-  local err = nmse(actual, expected)
-  assert(err <= (tol or 1e-7), ("nmse %g > %g"):format(err, tol or 1e-7))
-end
-
--- random input of a shape on both devices
-local function pair(shape, opts)
-  local t = lunar.randn(shape, opts)
-  return t, t:to(DEV)
-end
+local ocl = require("tests.ocl")
+local DEV = ocl.DEV
+local check, pair = ocl.check, ocl.pair -- the comparison rule above, one copy for all specs
 
 describe("opencl devices #opencl", function()
   it("lists devices and hands out device handles", function()
