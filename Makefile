@@ -24,7 +24,16 @@ CFLAGS ?= -O3
 override CFLAGS += -std=c11 -fPIC -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-type-limits -D_GNU_SOURCE \
           -I$(LUA_INCDIR) -Icore
 override LDFLAGS += -shared -fopenmp -Wl,-z,nodelete  # OpenMP workers outlive lua_close
-LIBS = -lopenblas -lm -lz
+# OpenBLAS: Debian's OpenMP build when it is installed (scripts/deps.sh installs it), so
+# OpenBLAS and our OpenMP loops share one thread team. The default pthread build keeps a pool
+# of its own, and two pools spinning on the same cores made training at 2 threads several
+# times slower than at 1 (bench/RESULTS.md). Both builds have the soname libopenblas.so.0;
+# the run path makes the loader take the OpenMP one whatever the system alternative says.
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+OPENBLAS_OMP_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp
+OPENBLAS_OMP = -L$(OPENBLAS_OMP_DIR) -l:libopenblas.so.0 -Wl,-rpath,$(OPENBLAS_OMP_DIR)
+OPENBLAS = $(if $(wildcard $(OPENBLAS_OMP_DIR)/libopenblas.so.0),$(OPENBLAS_OMP),-lopenblas)
+LIBS = $(OPENBLAS) -lm -lz
 
 ifeq ($(DEBUG),1)
 override CFLAGS += -O0 -g3
@@ -83,7 +92,7 @@ $(BUILD)/%.o: %.c $(HDR)
 	$(CC) $(CFLAGS) -c $< -o $@
 
 # a sanitized build and a plain one must never mix: the stamp says which one lunar/ holds
-$(LIB): $(OBJ)
+$(LIB): $(OBJ) Makefile
 	@mkdir -p lunar
 	$(CC) $(LDFLAGS) -o $@ $(OBJ) $(LIBS)
 	@echo $(BUILD) > lunar/.build

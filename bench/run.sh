@@ -9,7 +9,8 @@
 # BENCH_STARTUP_RUNS (7), BENCH_TRAIN (1; 0 skips the training figures), BENCH_OPS (1; 0
 # skips the op and startup figures, leaving the training ones).
 # BENCH_THREADS=none skips the op and training figures (startup only). BENCH_OPENCL (1; 0
-# skips the OpenCL figures), BENCH_OCL_STEPS (20) timed training steps on OpenCL.
+# skips the OpenCL figures), BENCH_OCL_STEPS (20) timed training steps on OpenCL,
+# BENCH_TORCH_OMP (1; 0 skips PyTorch's training runs on Debian's OpenMP OpenBLAS).
 set -e
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
@@ -58,6 +59,11 @@ done
 # Training (issue #3): each figure in a process of its own, so that the MLP process's peak
 # RSS is that of MLP training alone. lunar's runs first check that its first losses match
 # PyTorch's from the same weights and data.
+TORCH_OMP_BLAS=""
+omp_dir=/usr/lib/$(gcc -print-multiarch 2>/dev/null)/openblas-openmp
+if [ "${BENCH_TORCH_OMP:-1}" != 0 ] && [ -f "$omp_dir/libopenblas.so.0" ]; then
+  TORCH_OMP_BLAS=$omp_dir
+fi
 if [ "$TRAIN" != 0 ] && [ "$THREADS" != none ]; then
   "$PYTHON" bench/train_torch.py prep "$OUT/train_init.safetensors"
   for t in $THREADS; do
@@ -72,6 +78,16 @@ if [ "$TRAIN" != 0 ] && [ "$THREADS" != none ]; then
       # the op runs report "threads" already
       grep -v '^threads' "$OUT/train_lunar_${m}_$t.txt" | collect lunar "$t"
       grep -v '^threads' "$OUT/train_torch_${m}_$t.txt" | collect torch "$t"
+      # lunar links Debian's OpenMP OpenBLAS (Makefile); PyTorch takes the system alternative
+      # (the pthread build). PyTorch's best setting includes running it on the OpenMP build
+      # too: those runs count as thread setting "<t>o".
+      if [ -n "$TORCH_OMP_BLAS" ]; then
+        echo "bench: $t thread(s): training, $m: torch on the OpenMP OpenBLAS ..." >&2
+        LD_LIBRARY_PATH="$TORCH_OMP_BLAS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+          "$PYTHON" bench/train_torch.py $m "$OUT/train_init.safetensors" \
+          > "$OUT/train_torchomp_${m}_$t.txt"
+        grep -v '^threads' "$OUT/train_torchomp_${m}_$t.txt" | collect torch "${t}o"
+      fi
     done
   done
   unset OMP_NUM_THREADS OPENBLAS_NUM_THREADS
@@ -172,6 +188,10 @@ awk -F '\t' '
       row("LeNet-5 train, batch 64 vs torch", t, v[L "lenet_train_sps"], v[T "lenet_train_sps"], "smp/s", "", "")
       row("MLP forward, batch 1 vs torch", t, v[L "mlp_infer_us"], v[T "mlp_infer_us"], "us", "", "")
       row("MLP train peak RSS vs torch", t, v[L "mlp_train_rss_mb"], v[T "mlp_train_rss_mb"], "MB", "", "")
+      T = "torch," t "o,"
+      row("MLP train vs torch, OpenMP BLAS", t, v[L "mlp_train_sps"], v[T "mlp_train_sps"], "smp/s", "", "")
+      row("LeNet-5 train vs torch, OpenMP BLAS", t, v[L "lenet_train_sps"], v[T "lenet_train_sps"], "smp/s", "", "")
+      row("MLP fwd b1 vs torch, OpenMP BLAS", t, v[L "mlp_infer_us"], v[T "mlp_infer_us"], "us", "", "")
     }
     if (best("lunar", "mlp_train_sps", 1) != "") {
       bestrow("MLP train, best vs torch best", "mlp_train_sps", 1, "smp/s", ">=", 2.0)

@@ -4,7 +4,7 @@
 # (opencl: the OpenCL backend's packages, checked by make unless OPENCL=0)
 set -e
 case "$1" in
-  build) pkgs="gcc make lua5.4 liblua5.4-dev libopenblas-dev lua-busted zlib1g-dev" ;;
+  build) pkgs="gcc make lua5.4 liblua5.4-dev libopenblas-dev libopenblas0-openmp lua-busted zlib1g-dev" ;;
   opencl) pkgs="ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd" ;;
   lint)  pkgs="lua-check cppcheck clang-format" ;;
   bench) pkgs="python3-torch python3-numpy" ;;
