@@ -43,7 +43,7 @@ describe("LBFGS with line_search_fn = 'strong_wolfe'", function()
       local traj, losses, evals = fx["lbfgs_" .. name .. "_traj"], {}, {}
       for s = 1, steps do
         losses[s] = opt:step(closure):item()
-        evals[s] = opt._lbfgs.func_evals
+        evals[s] = opt.state[ps[1]].func_evals
         local flat = {}
         for _, p in ipairs(ps) do
           for _, v in ipairs(p:reshape(-1):totable()) do flat[#flat + 1] = v end
