@@ -324,7 +324,9 @@ local function read_history(saved, params, hist)
   local function number(k, integer)
     local v = saved[k]
     if lunar.is_tensor(v) then
-      if v:numel() ~= 1 then error(("%s has shape %s, not one number"):format(k, shape_str(v)), 0) end
+      if v:numel() ~= 1 then
+        error(("%s has shape %s, not one number"):format(k, shape_str(v)), 0)
+      end
       v = v:item()
     end
     if type(v) ~= "number" then error(("%s must be a number (got %s)"):format(k, type(v)), 0) end
