@@ -6,6 +6,26 @@
 -- tolerance_change = 1e-9, history_size = 100, line_search_fn = nil (a fixed step of lr)
 -- or "strong_wolfe" (PyTorch's bracketing and zoom line search with cubic interpolation,
 -- c1 = 1e-4, c2 = 0.9, at most 25 evaluations per search). One parameter group only.
+-- The history lives in opt.state[first parameter] under PyTorch's names, so state_dict and
+-- load_state_dict carry it and a checkpoint resumes a run exactly: func_evals and n_iter
+-- (counters over all steps), d and t (the last direction and its step), old_dirs and
+-- old_stps (the last history_size gradient and step differences y and s), ro (1 / y.s for
+-- each), H_diag (the initial inverse Hessian scale), prev_flat_grad, prev_loss, and al (the
+-- last two-loop coefficients). In opt.state they are Lua lists; state_dict gives old_dirs
+-- and old_stps as [k, n] tensors (k entries of the n parameter elements) and ro and al as
+-- 1-d float64 tensors, so lunar.optim.flatten_state_dict can write them.
+-- float32: the scalars (dot products, t, ro, H_diag, the line search's arithmetic) are Lua
+-- doubles, where PyTorch keeps some of them as float32 0-d tensors. Following PyTorch
+-- there is not worth its cost in clarity: whether a value is a double or a float32 tensor
+-- changes along the code paths (t is a tensor after the first iteration's step only when
+-- the gradient's 1-norm exceeds 1; cubic interpolation returns either), `x / tensor` is
+-- reciprocal-then-multiply and `add_(v, alpha = a)` a fused multiply-add on vectorised CPU
+-- builds, and lunar's float32 reductions accumulate in double where PyTorch's stay in float.
+-- Nor would it buy agreement: on Rosenbrock in float32, PyTorch, PyTorch with its scalars
+-- made doubles (an experiment) and lunar all differ by a few percent within three steps,
+-- the line search turning ulp differences, in scalars or in tensor kernels alike, into
+-- other steps (and another count of evaluations). Well-conditioned problems agree to ~1e-7
+-- (tests/parity_spec.lua checks two at 1e-5, and the float64 cases at 1e-6).
 -- @module lunar.optim.lbfgs
 local lunar = require("lunar")
 local Optimizer = require("lunar.optim.optimizer")
@@ -26,7 +46,6 @@ function LBFGS:init(params, opts)
   if #self.param_groups ~= 1 then
     error("LBFGS: does not support per-parameter options (parameter groups)", 3)
   end
-  self._lbfgs = {func_evals = 0, n_iter = 0}
 end
 
 function LBFGS.check(opt, g)
@@ -167,7 +186,9 @@ function LBFGS:step(closure)
   self:check_step(g)
   local lr, max_iter, max_eval = g.lr, g.max_iter, g.max_eval
   local tol_grad, tol_change, hist = g.tolerance_grad, g.tolerance_change, g.history_size
-  local st = self._lbfgs
+  local p1 = g.params[1]
+  local st = self.state[p1]
+  if st == nil then st = {func_evals = 0, n_iter = 0}; self.state[p1] = st end
   local orig_loss = lunar.enable_grad(closure)
   local loss = lunar.is_tensor(orig_loss) and orig_loss:item() or orig_loss
   local evals = 1
@@ -177,7 +198,7 @@ function LBFGS:step(closure)
     if absmax(flat_grad) <= tol_grad then return end
     local d, t = st.d, st.t
     local old_dirs, old_stps, ro, H_diag = st.old_dirs, st.old_stps, st.ro, st.H_diag
-    local prev_flat_grad, prev_loss = st.prev_flat_grad, st.prev_loss
+    local prev_flat_grad, prev_loss, al = st.prev_flat_grad, st.prev_loss, st.al
     local n_iter = 0
     while n_iter < max_iter do
       n_iter = n_iter + 1
@@ -190,13 +211,14 @@ function LBFGS:step(closure)
         local s = d * t
         local ys = y:dot(s):item()
         if ys > 1e-10 then
-          if #old_dirs == hist then
+          -- (while: history_size may have been lowered since the history was made)
+          while #old_dirs >= hist do
             table.remove(old_dirs, 1); table.remove(old_stps, 1); table.remove(ro, 1)
           end
           old_dirs[#old_dirs + 1], old_stps[#old_stps + 1], ro[#ro + 1] = y, s, 1 / ys
           H_diag = ys / y:dot(y):item()
         end
-        local al = {}
+        al = {}
         local q = flat_grad:neg()
         for i = #old_dirs, 1, -1 do
           al[i] = old_stps[i]:dot(q):item() * ro[i]
@@ -251,9 +273,147 @@ function LBFGS:step(closure)
       if math.abs(loss - prev_loss) < tol_change then break end
     end
     st.d, st.t, st.old_dirs, st.old_stps, st.ro, st.H_diag = d, t, old_dirs, old_stps, ro, H_diag
-    st.prev_flat_grad, st.prev_loss = prev_flat_grad, prev_loss
+    st.prev_flat_grad, st.prev_loss, st.al = prev_flat_grad, prev_loss, al
   end)
   return orig_loss
+end
+
+local F64 = {dtype = "float64", device = "cpu"}
+
+-- The number of elements of the flat vector L-BFGS works on.
+local function flat_size(params)
+  local n = 0
+  for _, p in ipairs(params) do n = n + p:numel() end
+  return n
+end
+
+-- A list of flat tensors as one [k, n] tensor (k may be 0) like the parameter p.
+local function stack_rows(list, n, p)
+  if #list == 0 then return lunar.zeros(0, n, {dtype = p:dtype(), device = p:device()}) end
+  return lunar.stack(list)
+end
+
+--- The optimizer's state with the L-BFGS history under state[1] (see the module comment
+-- for its layout). The history's tensors are copies; d and prev_flat_grad are live.
+function LBFGS:state_dict()
+  local sd = Optimizer.state_dict(self)
+  local st = sd.state[1]
+  if st ~= nil and st.old_dirs ~= nil then
+    local params = self.param_groups[1].params
+    local n = flat_size(params)
+    st.old_dirs = stack_rows(st.old_dirs, n, params[1])
+    st.old_stps = stack_rows(st.old_stps, n, params[1])
+    st.ro = lunar.tensor(st.ro, F64)
+    st.al = lunar.tensor(st.al or {}, F64)
+  end
+  return sd
+end
+
+local function shape_str(t)
+  local parts = {}
+  for i, v in ipairs(t:size()) do parts[i] = tostring(v) end
+  return "[" .. table.concat(parts, ", ") .. "]"
+end
+
+-- The history saved by state_dict (possibly through a file: numbers may come as 0-d
+-- tensors) checked against the parameters and converted to the form step uses; raises
+-- (level 0) on anything that does not fit, before the optimizer is touched.
+local function read_history(saved, params, hist)
+  if type(saved) ~= "table" then error("the L-BFGS state must be a table", 0) end
+  local p1, n = params[1], flat_size(params)
+  local function number(k, integer)
+    local v = saved[k]
+    if lunar.is_tensor(v) then
+      if v:numel() ~= 1 then
+        error(("%s has shape %s, not one number"):format(k, shape_str(v)), 0)
+      end
+      v = v:item()
+    end
+    if type(v) ~= "number" then error(("%s must be a number (got %s)"):format(k, type(v)), 0) end
+    if integer then
+      local i = math.tointeger(v)
+      if i == nil or i < 0 then error(("%s must be a count (got %s)"):format(k, tostring(v)), 0) end
+      v = i
+    end
+    return v
+  end
+  local function tensor(k, dim)
+    local v = saved[k]
+    if not lunar.is_tensor(v) then error(("%s must be a tensor (got %s)"):format(k, type(v)), 0) end
+    if v:dim() ~= dim then
+      error(("%s has shape %s, expected %d dimension(s)"):format(k, shape_str(v), dim), 0)
+    end
+    return v
+  end
+  -- on the parameters' device and dtype, as the kernels need (a loaded state is on the CPU)
+  local function like_params(v) return v:to(p1:dtype()):to(p1:device()):clone():contiguous() end
+  local st = {func_evals = number("func_evals", true), n_iter = number("n_iter", true)}
+  if saved.d == nil then
+    if st.n_iter > 0 then error("n_iter is " .. st.n_iter .. " but there is no history (d)", 0) end
+    return st
+  end
+  for _, k in ipairs({"d", "prev_flat_grad"}) do
+    local v = tensor(k, 1)
+    if v:numel() ~= n then
+      error(("%s has %d elements, but the parameters have %d"):format(k, v:numel(), n), 0)
+    end
+    st[k] = like_params(v)
+  end
+  st.t, st.H_diag, st.prev_loss = number("t"), number("H_diag"), number("prev_loss")
+  local dirs, stps = tensor("old_dirs", 2), tensor("old_stps", 2)
+  local k = dirs:size()[1]
+  if dirs:size()[2] ~= n or stps:size()[1] ~= k or stps:size()[2] ~= n then
+    error(("old_dirs %s and old_stps %s must both be [k, %d] (the parameters have %d elements)")
+      :format(shape_str(dirs), shape_str(stps), n, n), 0)
+  end
+  if k > hist then
+    error(("old_dirs holds %d entries, more than history_size %d"):format(k, hist), 0)
+  end
+  local ro, al = tensor("ro", 1):totable(), saved.al and tensor("al", 1):totable() or {}
+  if #ro ~= k then error(("ro has %d entries, old_dirs %d"):format(#ro, k), 0) end
+  if #al ~= 0 and #al ~= k then error(("al has %d entries, old_dirs %d"):format(#al, k), 0) end
+  st.ro, st.al, st.old_dirs, st.old_stps = ro, al, {}, {}
+  dirs, stps = like_params(dirs), like_params(stps)
+  for i = 1, k do
+    st.old_dirs[i] = dirs:narrow(1, i, 1):reshape(-1):clone()
+    st.old_stps[i] = stps:narrow(1, i, 1):reshape(-1):clone()
+  end
+  return st
+end
+
+--- Loads what state_dict returned, the history included; a history that does not fit the
+-- parameters (another model's) raises and leaves the optimizer as it was.
+function LBFGS:load_state_dict(sd)
+  if type(sd) ~= "table" or type(sd.param_groups) ~= "table"
+    or type(sd.param_groups[1]) ~= "table" or type(sd.param_groups[1].params) ~= "table" then
+    error("LBFGS:load_state_dict: expected a table with param_groups and state", 2)
+  end
+  local g, sg = self.param_groups[1], {}
+  -- a file keeps numbers as float64 tensors: the integer options come back as 4.0
+  for k, v in pairs(sd.param_groups[1]) do
+    if (k == "max_iter" or k == "max_eval" or k == "history_size") and math.tointeger(v) then
+      v = math.tointeger(v)
+    end
+    sg[k] = v
+  end
+  local first = sg.params[1]
+  local groups = {sg}
+  for i = 2, #sd.param_groups do groups[i] = sd.param_groups[i] end
+  local rest, saved = {param_groups = groups, state = {}}, nil
+  for i, v in pairs(sd.state or {}) do
+    if tonumber(i) == first then saved = v else rest.state[i] = v end
+  end
+  local st
+  if saved ~= nil then
+    local hist = sg.history_size or g.history_size
+    local ok, res = pcall(read_history, saved, g.params, hist)
+    if not ok then error("LBFGS:load_state_dict: " .. tostring(res), 2) end
+    st = res
+  end
+  -- the groups' checks (the base class raises before changing anything)
+  local ok, err = pcall(Optimizer.load_state_dict, self, rest)
+  if not ok then error((tostring(err):gsub("^.-:%d+: ", "")), 2) end
+  if st ~= nil then self.state[g.params[1]] = st end
 end
 
 return {LBFGS = LBFGS}
