@@ -10,7 +10,10 @@
 # skips the op and startup figures, leaving the training ones).
 # BENCH_THREADS=none skips the op and training figures (startup only). BENCH_OPENCL (1; 0
 # skips the OpenCL figures), BENCH_OCL_STEPS (20) timed training steps on OpenCL,
-# BENCH_TORCH_OMP (1; 0 skips PyTorch's training runs on Debian's OpenMP OpenBLAS).
+# BENCH_TORCH_OMP (1; 0 skips PyTorch's training runs on Debian's OpenMP OpenBLAS),
+# BENCH_RESNET (0; 1 adds ResNet-18 training on CIFAR-size batches: about 2 minutes per
+# thread count on 2 cores, and 4 more on PoCL; needs python3-torchvision),
+# BENCH_OCL_RESNET_STEPS (1) its timed steps on OpenCL.
 set -e
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
@@ -36,6 +39,11 @@ THREADS=${BENCH_THREADS:-"1 $ncpu"}
 RUNS=${BENCH_STARTUP_RUNS:-7}
 TRAIN=${BENCH_TRAIN:-1}
 OPS=${BENCH_OPS:-1}
+RESNET=${BENCH_RESNET:-0}
+if [ "$RESNET" != 0 ] && ! "$PYTHON" -c 'import torchvision' 2>/dev/null; then
+  echo "bench: BENCH_RESNET=1 needs torchvision (apt-get install python3-torchvision)" >&2
+  exit 1
+fi
 
 # one "side threads name value" line per figure, in $OUT/results.tsv
 : > "$OUT/results.tsv"
@@ -92,6 +100,23 @@ if [ "$TRAIN" != 0 ] && [ "$THREADS" != none ]; then
   done
   unset OMP_NUM_THREADS OPENBLAS_NUM_THREADS
 fi
+# ResNet-18 (issue #4's GPU goal names it; here it is the CPU figure beside PyTorch's), with
+# a start of its own: torchvision's initial weights are 45 MB
+if [ "$TRAIN" != 0 ] && [ "$THREADS" != none ] && [ "$RESNET" != 0 ]; then
+  "$PYTHON" bench/train_torch.py prep_resnet "$OUT/resnet_init.safetensors"
+  for t in $THREADS; do
+    [ "$t" = none ] && continue
+    export OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t
+    echo "bench: $t thread(s): training, resnet: lunar ..." >&2
+    "$LUA" bench/train.lua resnet "$OUT/resnet_init.safetensors" > "$OUT/train_lunar_resnet_$t.txt"
+    echo "bench: $t thread(s): training, resnet: torch ..." >&2
+    "$PYTHON" bench/train_torch.py resnet "$OUT/resnet_init.safetensors" \
+      > "$OUT/train_torch_resnet_$t.txt"
+    collect lunar "$t" < "$OUT/train_lunar_resnet_$t.txt"
+    collect torch "$t" < "$OUT/train_torch_resnet_$t.txt"
+  done
+  unset OMP_NUM_THREADS OPENBLAS_NUM_THREADS
+fi
 unset OMP_NUM_THREADS OPENBLAS_NUM_THREADS
 
 # Whole-process startup, all cores: `require "lunar"` against `import torch`, and the bare
@@ -121,6 +146,12 @@ if [ "$OCL" != 0 ] && "$LUA" -e 'os.exit(#require("lunar").devices() > 0 and 0 o
         "$LUA" bench/train.lua $m "$OUT/train_init.safetensors" > "$OUT/train_opencl_$m.txt"
       collect lunar "$ncpu" < "$OUT/train_opencl_$m.txt"
     done
+  fi
+  if [ "$TRAIN" != 0 ] && [ "$RESNET" != 0 ] && [ -f "$OUT/resnet_init.safetensors" ]; then
+    echo "bench: OpenCL training, resnet ..." >&2
+    BENCH_DEVICE=opencl BENCH_STEPS=${BENCH_OCL_RESNET_STEPS:-1} \
+      "$LUA" bench/train.lua resnet "$OUT/resnet_init.safetensors" > "$OUT/train_opencl_resnet.txt"
+    collect lunar "$ncpu" < "$OUT/train_opencl_resnet.txt"
   fi
   ocl_device=$("$LUA" -e 'print(require("lunar").devices()[1].name)')
 fi
@@ -186,6 +217,7 @@ awk -F '\t' '
       if (!((L "mlp_train_sps") in v)) continue
       row("MLP train, batch 64 vs torch", t, v[L "mlp_train_sps"], v[T "mlp_train_sps"], "smp/s", "", "")
       row("LeNet-5 train, batch 64 vs torch", t, v[L "lenet_train_sps"], v[T "lenet_train_sps"], "smp/s", "", "")
+      row("ResNet-18 train, batch 32 vs torch", t, v[L "resnet_train_sps"], v[T "resnet_train_sps"], "img/s", "", "")
       row("MLP forward, batch 1 vs torch", t, v[L "mlp_infer_us"], v[T "mlp_infer_us"], "us", "", "")
       row("MLP train peak RSS vs torch", t, v[L "mlp_train_rss_mb"], v[T "mlp_train_rss_mb"], "MB", "", "")
       T = "torch," t "o,"
@@ -196,6 +228,7 @@ awk -F '\t' '
     if (best("lunar", "mlp_train_sps", 1) != "") {
       bestrow("MLP train, best vs torch best", "mlp_train_sps", 1, "smp/s", ">=", 2.0)
       bestrow("LeNet-5 train, best vs torch best", "lenet_train_sps", 1, "smp/s", ">=", 1.5)
+      bestrow("ResNet-18 train, best vs torch", "resnet_train_sps", 1, "img/s", "", "")
       bestrow("MLP forward b1, best vs torch best", "mlp_infer_us", -1, "us", "<=", 0.1)
       bestrow("MLP train RSS, best vs torch best", "mlp_train_rss_mb", -1, "MB", "<=", 0.15)
     }
@@ -203,10 +236,10 @@ awk -F '\t' '
     if (nbest > 0) printf "best thread counts (lunar/torch):%s\n", bests
     for (i = 1; i <= nt; i++) {
       t = ths[i]
-      for (j = 1; j <= 2; j++) {
-        k = (j == 1) ? "mlp" : "lenet"
+      for (j = 1; j <= 3; j++) {
+        k = (j == 1) ? "mlp" : (j == 2) ? "lenet" : "resnet"
         if (!(("lunar," t "," k "_check_rel") in v)) continue
-        printf "check, %s thread(s): %s, first 5 losses from the same weights and data: lunar vs torch max rel diff %s (<= 1e-4)\n", t, k, v["lunar," t "," k "_check_rel"]
+        printf "check, %s thread(s): %s, first %d losses from the same weights and data: lunar vs torch max rel diff %s (<= 1e-4)\n", t, k, (k == "resnet") ? 3 : 5, v["lunar," t "," k "_check_rel"]
       }
     }
     # OpenCL beside the CPU (all cores): reference = lunar on the CPU
@@ -223,10 +256,11 @@ awk -F '\t' '
       row("OpenCL sum 1e7 floats", t, v[L "ocl_sum_gbps"], v[L "sum_gbps"], "GB/s", "", "")
       row("OpenCL MLP train, batch 64", t, v[L "ocl_mlp_train_sps"], v[L "mlp_train_sps"], "smp/s", "", "")
       row("OpenCL LeNet-5 train, batch 64", t, v[L "ocl_lenet_train_sps"], v[L "lenet_train_sps"], "smp/s", "", "")
-      for (j = 1; j <= 2; j++) {
-        k = (j == 1) ? "mlp" : "lenet"
+      row("OpenCL ResNet-18 train, batch 32", t, v[L "ocl_resnet_train_sps"], v[L "resnet_train_sps"], "img/s", "", "")
+      for (j = 1; j <= 3; j++) {
+        k = (j == 1) ? "mlp" : (j == 2) ? "lenet" : "resnet"
         if ((L "ocl_" k "_check_rel") in v)
-          printf "check, OpenCL: %s, first 5 losses from the same weights and data: lunar on OpenCL vs torch max rel diff %s (<= 1e-4)\n", k, v[L "ocl_" k "_check_rel"]
+          printf "check, OpenCL: %s, first %d losses from the same weights and data: lunar on OpenCL vs torch max rel diff %s (<= 1e-4)\n", k, (k == "resnet") ? 3 : 5, v[L "ocl_" k "_check_rel"]
       }
       print ""
     }

@@ -3,6 +3,8 @@
 -- Usage: lua5.4 bench/train.lua MODE FILE, MODE one of
 --   mlp    MLP 784-256-128-10 training: the loss check, samples/s, then peak RSS
 --   lenet  LeNet-5 training: the loss check, samples/s
+--   resnet ResNet-18 (lunar.models, CIFAR stem, 10 classes) training at batch 32 on
+--          3x32x32 inputs: the loss check, images/s; FILE is `train_torch.py prep_resnet`'s
 --   infer  MLP forward at batch 1 under no_grad: median us
 --   profile  MLP training timed by phase (zero_grad, forward, loss, backward, step): us per
 --            step of each, and of the collector (not part of `make bench`)
@@ -11,14 +13,20 @@
 -- must reproduce (they also serve as warm-up).
 -- The model is built as a user would build it and the weights copied in with
 -- load_state_dict; PyTorch names Sequential children "0", "1", ..., lunar "1", "2", ....
--- BENCH_DEVICE=opencl runs mlp and lenet on that device (model and batches moved there;
+-- BENCH_DEVICE=opencl runs mlp, lenet and resnet on that device (model and batches moved there;
 -- the same loss check; figures named "ocl_..."), BENCH_STEPS sets the timed steps.
 local lunar = require("lunar")
 local nn = require("lunar.nn")
+local models = require("lunar.models")
 
 local clock = lunar.clock
+local mode, path = arg[1], arg[2]
 local BATCH, NBATCHES, CHECK_STEPS = 64, 16, 5
 local WARMUP, STEPS, REPEATS = 20, 200, 3 -- the figure: median over REPEATS runs of STEPS
+if mode == "resnet" then -- about 3 s a step at 1 thread here: a few steps make the figure
+    BATCH, NBATCHES, CHECK_STEPS = 32, 4, 3
+    WARMUP, STEPS = 1, 3
+end
 local DEVICE = os.getenv("BENCH_DEVICE")
 if DEVICE == "" or DEVICE == "cpu" then DEVICE = nil end
 local PREFIX = DEVICE and "ocl_" or ""
@@ -27,9 +35,8 @@ if DEVICE then WARMUP = math.min(WARMUP, STEPS) end
 local LR, MOMENTUM = 0.01, 0.9
 local CHECK_RTOL = 1e-4
 
-local mode, path = arg[1], arg[2]
 if not (mode and path) then
-    io.stderr:write("usage: lua5.4 bench/train.lua mlp|lenet|infer FILE\n")
+    io.stderr:write("usage: lua5.4 bench/train.lua mlp|lenet|resnet|infer|profile FILE\n")
     os.exit(2)
 end
 local threads = tonumber(os.getenv("OMP_NUM_THREADS") or "")
@@ -57,18 +64,25 @@ local builders = {
             nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
             nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
     end,
+    resnet = function() return models.resnet18({num_classes = 10, small_input = true}) end,
 }
-local shapes = {mlp = {BATCH, 784}, lenet = {BATCH, 1, 28, 28}}
+local shapes = {mlp = {BATCH, 784}, lenet = {BATCH, 1, 28, 28}, resnet = {BATCH, 3, 32, 32}}
 
 local data = lunar.load(path)
 
--- The model of that kind with PyTorch's initial weights ("mlp.0.weight" -> "1.weight").
+-- The model of that kind with PyTorch's initial weights ("mlp.0.weight" -> "1.weight";
+-- the ResNet's names are torchvision's: "resnet.layer1.0.conv1.weight" -> "layer1.0...").
 local function model_from(kind)
     local model = builders[kind]()
     local sd = {}
     for name, t in pairs(data) do
-        local i, rest = name:match("^" .. kind .. "%.(%d+)%.(.+)$")
-        if i then sd[(tonumber(i) + 1) .. "." .. rest] = t end
+        if kind == "resnet" then
+            local rest = name:match("^resnet%.(.+)$")
+            if rest and rest ~= "losses" then sd[rest] = t end
+        else
+            local i, rest = name:match("^" .. kind .. "%.(%d+)%.(.+)$")
+            if i then sd[(tonumber(i) + 1) .. "." .. rest] = t end
+        end
     end
     if DEVICE then model:to(DEVICE) end
     model:load_state_dict(sd)
@@ -209,7 +223,7 @@ elseif mode == "profile" then
 elseif builders[mode] then
     bench_train(mode)
 else
-    error("train.lua: unknown mode '" .. mode .. "' (mlp, lenet or infer)")
+    error("train.lua: unknown mode '" .. mode .. "' (mlp, lenet, resnet, infer or profile)")
 end
 if mode == "mlp" and not DEVICE then
     report("threads", lunar.get_num_threads(), "threads")

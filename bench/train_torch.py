@@ -6,11 +6,20 @@ bench/train.lua does the same work in lunar. Usage:
                                  CHECK_STEPS steps of each model, to FILE (safetensors)
     train_torch.py mlp FILE      MLP 784-256-128-10 training: samples/s, then peak RSS
     train_torch.py lenet FILE    LeNet-5 training: samples/s
+    train_torch.py prep_resnet FILE
+                                 the same for the ResNet figure: torchvision's ResNet-18
+                                 (CIFAR stem: 3x3 conv stride 1, no max-pool; 10 classes)
+                                 initial weights, 4 batches of 32 3x32x32 images, labels,
+                                 the first RESNET_CHECK_STEPS losses (needs torchvision)
+    train_torch.py resnet FILE   that ResNet-18's training: images/s
     train_torch.py infer FILE    MLP forward at batch 1 under no_grad: median us
     train_torch.py profile FILE  MLP training timed by phase, us per step (not in make bench)
 
 Each run prints "name<TAB>value<TAB>unit" lines like bench/ops_torch.py. Threads come from
-OMP_NUM_THREADS (bench/run.sh sets it) and are passed to torch.set_num_threads too."""
+OMP_NUM_THREADS (bench/run.sh sets it) and are passed to torch.set_num_threads too.
+BENCH_TORCH_DEVICE=cuda runs the training modes (mlp, lenet, resnet) on the GPU: model and
+batches moved there, torch.cuda.synchronize() before each clock read, figures named
+"cuda_..."; BENCH_STEPS sets the timed steps as in train.lua."""
 import json
 import os
 import statistics
@@ -29,6 +38,15 @@ clock = time.perf_counter
 BATCH, NBATCHES, CHECK_STEPS = 64, 16, 5
 WARMUP, STEPS, REPEATS = 20, 200, 3  # the figure: median over REPEATS runs of STEPS steps
 LR, MOMENTUM = 0.01, 0.9
+# the ResNet figure: ~1.5 s a step at 1 thread on the 2-core machine, so a few steps
+RESNET = dict(batch=32, nbatches=4, check_steps=3, warmup=1, steps=3)
+DEVICE = os.environ.get("BENCH_TORCH_DEVICE") or "cpu"
+PREFIX = "" if DEVICE == "cpu" else DEVICE + "_"
+
+
+def sync():
+    if DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def mlp():
@@ -43,8 +61,18 @@ def lenet():
                          nn.Linear(84, 10))
 
 
-SHAPES = {"mlp": (-1, 784), "lenet": (-1, 1, 28, 28)}
-MODELS = {"mlp": mlp, "lenet": lenet}
+def resnet():
+    from torchvision.models import resnet18  # only this figure needs torchvision
+    model = resnet18(num_classes=10)
+    # the CIFAR stem of lunar's small_input, initialised as torchvision initialises conv1
+    model.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    model.maxpool = nn.Identity()
+    return model
+
+
+SHAPES = {"mlp": (-1, 784), "lenet": (-1, 1, 28, 28), "resnet": (-1, 3, 32, 32)}
+MODELS = {"mlp": mlp, "lenet": lenet, "resnet": resnet}
 
 
 def report(name, value, unit):
@@ -68,11 +96,29 @@ def load(path):
     return out
 
 
-def train_steps(model, opt, xs, ys, steps, start=0):
+def prep_resnet(path):
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1234)
+    nb, b = RESNET["nbatches"], RESNET["batch"]
+    x = torch.rand(nb, b, 3 * 32 * 32, generator=g)
+    y = torch.randint(0, 10, (nb, b), generator=g)
+    tensors = {"x": x, "y": y}
+    model = resnet()
+    for k, v in model.state_dict().items():
+        tensors[f"resnet.{k}"] = v.clone()
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    xs = [x[k].reshape(SHAPES["resnet"]) for k in range(nb)]
+    losses = [train_steps(model, opt, xs, y, 1, i, nb).item()
+              for i in range(RESNET["check_steps"])]
+    tensors["resnet.losses"] = torch.tensor(losses, dtype=torch.float32)
+    save(path, tensors)
+
+
+def train_steps(model, opt, xs, ys, steps, start=0, nbatches=NBATCHES):
     """Runs `steps` SGD steps over the batches in turn; the last loss (a tensor)."""
     loss = None
     for i in range(start, start + steps):
-        k = i % NBATCHES
+        k = i % nbatches
         opt.zero_grad()
         loss = nn.functional.cross_entropy(model(xs[k]), ys[k])
         loss.backward()
@@ -109,19 +155,25 @@ def model_from(kind, data):
 
 
 def bench_train(kind, data):
-    model = model_from(kind, data)
-    xs = [data["x"][k].reshape(SHAPES[kind]) for k in range(NBATCHES)]
-    ys = data["y"]
+    batch, nb, warmup, steps = BATCH, NBATCHES, WARMUP, STEPS
+    if kind == "resnet":
+        batch, nb, warmup, steps = (RESNET[k] for k in ("batch", "nbatches", "warmup", "steps"))
+    steps = int(os.environ.get("BENCH_STEPS") or steps)
+    model = model_from(kind, data).to(DEVICE)
+    xs = [data["x"][k].reshape(SHAPES[kind]).to(DEVICE) for k in range(nb)]
+    ys = data["y"].to(DEVICE)
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    train_steps(model, opt, xs, ys, WARMUP)
+    train_steps(model, opt, xs, ys, warmup, 0, nb)
     rates = []
     for _ in range(REPEATS):
+        sync()
         t0 = clock()
-        loss = train_steps(model, opt, xs, ys, STEPS)
+        loss = train_steps(model, opt, xs, ys, steps, 0, nb)
         loss.item()  # the last step is done
-        rates.append(STEPS * BATCH / (clock() - t0))
+        sync()
+        rates.append(steps * batch / (clock() - t0))
     assert loss.item() == loss.item() and loss.item() < 10, "training diverged"
-    report(f"{kind}_train_sps", statistics.median(rates), "samples/s")
+    report(f"{PREFIX}{kind}_train_sps", statistics.median(rates), "samples/s")
 
 
 def bench_infer(data):
@@ -185,6 +237,9 @@ def main():
     mode, path = sys.argv[1], sys.argv[2]
     if mode == "prep":
         prep(path)
+        return
+    if mode == "prep_resnet":
+        prep_resnet(path)
         return
     threads = os.environ.get("OMP_NUM_THREADS")
     if threads:

@@ -64,6 +64,8 @@ local function parse_json(s)
   return value()
 end
 
+fixtures.parse_json = parse_json
+
 local FORMATS = {
   F32 = {"<f", 4, "float32"}, F64 = {"<d", 8, "float64"}, I32 = {"<i4", 4, "int32"},
   I64 = {"<i8", 8, "int64"}, U8 = {"<B", 1, "uint8"}, BOOL = {"<B", 1, "bool"},

@@ -13,7 +13,7 @@ require("lunar.format")
 -- script that only needs tensors should not pay for them.
 local lazy = {
   nn = "lunar.nn", optim = "lunar.optim", data = "lunar.data", metrics = "lunar.metrics",
-  train = "lunar.train",
+  train = "lunar.train", models = "lunar.models",
 }
 setmetatable(lunar, {__index = function(t, k)
   local name = lazy[k]
