@@ -16,7 +16,8 @@
 #   summary.md   the table for bench/RESULTS.md, what ran and what did not
 # Each phase runs under its own `timeout`, and all of them within GPU_BUDGET seconds (570),
 # so that one hang cannot eat the call. Knobs: GPU_BUDGET, GPU_STEPS (timed training steps,
-# 200; --quick 20), GPU_RESNET_STEPS (20), GPU_CPU_REF (1; 0 skips the CPU reference runs).
+# 200; --quick 20), GPU_RESNET_STEPS (20), GPU_CPU_REF (1; 0 skips the CPU reference runs),
+# PYTHON (python3: the one with torch).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 
@@ -44,6 +45,8 @@ finish() {
 }
 trap finish EXIT
 export PYTHONUNBUFFERED=1
+PYTHON=${PYTHON:-python3}
+export PYTHON
 
 T0=$SECONDS
 BUDGET=${GPU_BUDGET:-570}
@@ -84,7 +87,9 @@ collect() {
     >> "$OUT/results.tsv"
 }
 
-echo "gpu.sh: $( [ "$QUICK" = 1 ] && echo quick || echo full ) run, budget ${BUDGET}s, $NCPU cores, out $OUT"
+MODE=full
+[ "$QUICK" = 1 ] && MODE=quick
+echo "gpu.sh: $MODE run, budget ${BUDGET}s, $NCPU cores, out $OUT"
 
 # --- the kit
 if [ ! -f .devkit/env ]; then
@@ -95,7 +100,8 @@ fi
 . .devkit/env
 kit_hash=$(awk '$1 == "sources" { print $2 }' .devkit/MANIFEST)
 if [ "$kit_hash" != "$(source_hash)" ]; then
-  note "kit: WARNING: core/ or kernels/ differ from what the kit's core.so was built from (rebuild with scripts/gpu_kit.sh)"
+  note "kit: WARNING: core/ or kernels/ differ from the sources of the kit's core.so" \
+    "(rebuild it: bash scripts/gpu_kit.sh)"
 fi
 
 # --- the environment, and NVIDIA's OpenCL ICD
@@ -114,17 +120,18 @@ env_phase() {
   ldconfig -p 2>/dev/null | grep -i -E 'opencl|libcuda' || echo "(none)"
   echo "# OpenCL and CUDA driver libraries on disk"
   timeout 60 find /usr/local/nvidia /usr/lib /usr/lib64 /lib /lib64 /usr/local/cuda* \
-    /usr/share/nvidia /opt \( -name 'libnvidia-opencl*' -o -name 'libcuda.so*' \
-    -o -name 'libOpenCL.so*' \) 2>/dev/null | sort -u | tee "$WORK/libs"
+    /usr/share/nvidia /opt /etc \( -name 'libnvidia-opencl*' -o -name 'libcuda.so*' \
+    -o -name 'libOpenCL.so*' -o -name '*.icd' \) 2>/dev/null | sort -u | tee "$WORK/libs"
   if ! grep -q libnvidia-opencl "$WORK/libs"; then
     echo "# libnvidia-opencl not under those paths: the whole file system"
     timeout 40 find / \( -path /proc -o -path /sys -o -path "$LUNAR_KIT" \) -prune -o \
       -name 'libnvidia-opencl*' -print 2>/dev/null | tee -a "$WORK/libs"
   fi
   echo "# PyTorch"
-  LD_LIBRARY_PATH=$LUNAR_KIT_LD_SAVED timeout 60 python3 -c '
+  LD_LIBRARY_PATH=$LUNAR_KIT_LD_SAVED timeout 60 "$PYTHON" -c '
 import torch
-print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
+print("torch", torch.__version__, "cuda", torch.version.cuda,
+      "available", torch.cuda.is_available())
 if torch.cuda.is_available():
     p = torch.cuda.get_device_properties(0)
     print("device", torch.cuda.get_device_name(0), "sms", p.multi_processor_count,
@@ -132,7 +139,8 @@ if torch.cuda.is_available():
   echo "# kit"
   echo "LUNAR_KIT=$LUNAR_KIT"; command -v lua5.4 busted; lua5.4 -v
   echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-  echo "fallback libraries taken from the kit: $(ls "$LUNAR_KIT/need")"
+  echo "fallback libraries taken from the kit: $(ls "$LUNAR_KIT/need" | tr '\n' ' ')"
+  echo "# ldd core.so"; ldd "$LUNAR_KIT/lunar/core.so"
   sed -n '1,5p;$p' .devkit/MANIFEST
 }
 run_phase environment 150 env_phase > "$OUT/env.txt" 2>&1
@@ -169,12 +177,13 @@ for _, d in ipairs(ds) do
 end'
 run_phase devices 60 lua5.4 -e "$devices_lua" > "$WORK/devices" 2>&1
 { echo "# lunar.devices()"; cat "$WORK/devices"; } | tee -a "$OUT/env.txt"
-OCL_DEVICE=$(sed -n 's/^opencl:1: \([^|]*\) | \([^|]*\) | type \([^ ]*\) | driver \([^|]*\) |.*/\1 (\2, \3, driver \4)/p' "$WORK/devices")
+dev_re='^opencl:1: \([^|]*\) | \([^|]*\) | type \([^ ]*\) | driver \([^|]*\) |.*'
+OCL_DEVICE=$(sed -n "s/$dev_re/\\1 (\\2, \\3, driver \\4)/p" "$WORK/devices")
 if [ -z "$OCL_DEVICE" ]; then
-  note "devices: lunar sees no OpenCL device: the OpenCL specs skip and the OpenCL figures are missing"
+  note "devices: lunar sees no OpenCL device: the OpenCL specs skip, no OpenCL figures"
   # ocl-icd's own account of what it tried (when built with debug output)
-  { echo "# OCL_ICD_DEBUG=15"; OCL_ICD_DEBUG=15 timeout 30 lua5.4 -e "$devices_lua" 2>&1 | head -60; } \
-    >> "$OUT/env.txt"
+  { echo "# OCL_ICD_DEBUG=15"
+    OCL_ICD_DEBUG=15 timeout 30 lua5.4 -e "$devices_lua" 2>&1 | head -60; } >> "$OUT/env.txt"
 else
   note "devices: lunar's opencl:1 is $OCL_DEVICE"
 fi
@@ -190,7 +199,8 @@ spec_limit=240
 # shellcheck disable=SC2086 # a list of file names without spaces
 run_phase "specs ($(echo "$specs" | wc -w) files)" "$spec_limit" \
   sh tests/run.sh $specs 2>&1 | tee "$OUT/specs.txt"
-SPEC_LINE=$(tail -n 1 "$OUT/specs.txt" | grep -E '^[0-9]+ passed, [0-9]+ failed$' || echo "no result (see specs.txt)")
+SPEC_LINE=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$OUT/specs.txt" | tail -n 1)
+: "${SPEC_LINE:=no result (see specs.txt)}"
 
 # --- the training figures
 TORCH_SIDE=torch_cpu
@@ -199,7 +209,7 @@ if grep -q BENCH_TORCH_DEVICE bench/train_torch.py && grep -q "available True" "
   TORCH_SIDE=torch_cuda
   TORCH_ENV=(BENCH_TORCH_DEVICE=cuda)
 elif grep -q "available True" "$WORK/torch"; then
-  note "torch: bench/train_torch.py has no BENCH_TORCH_DEVICE: PyTorch runs on the CPU ($NCPU threads)"
+  note "torch: bench/train_torch.py has no BENCH_TORCH_DEVICE: PyTorch on the CPU ($NCPU threads)"
   TORCH_ENV=(OMP_NUM_THREADS="$NCPU")
 else
   note "torch: no CUDA device for PyTorch: it runs on the CPU ($NCPU threads)"
@@ -212,12 +222,12 @@ models="mlp lenet"
 [ "$QUICK" = 1 ] && models=mlp
 if [ "$QUICK" = 0 ] && grep -q resnet bench/train.lua; then models="$models resnet"; fi
 init=$WORK/train_init.safetensors
-run_phase "prep" 90 "${py[@]}" python3 bench/train_torch.py prep "$init"
+run_phase "prep" 90 "${py[@]}" "$PYTHON" bench/train_torch.py prep "$init"
 declare -A INIT=([mlp]=$init [lenet]=$init [resnet]=$init)
 if [[ $models == *resnet* ]] && grep -q prep_resnet bench/train_torch.py; then
   INIT[resnet]=$WORK/resnet_init.safetensors
-  run_phase "prep resnet" 120 "${py[@]}" python3 bench/train_torch.py prep_resnet "${INIT[resnet]}" ||
-    models=${models% resnet}
+  run_phase "prep resnet" 120 "${py[@]}" "$PYTHON" bench/train_torch.py prep_resnet \
+    "${INIT[resnet]}" || models=${models% resnet}
 fi
 
 # run_side SIDE LIMIT CMD...: a training run whose figures go to results.tsv
@@ -236,7 +246,7 @@ if [ -f "$init" ]; then
         lua5.4 bench/train.lua "$m" "${INIT[$m]}"
     fi
     run_side "$TORCH_SIDE" "$lim" "${py[@]}" "${TORCH_ENV[@]}" BENCH_STEPS="$st" \
-      python3 bench/train_torch.py "$m" "${INIT[$m]}"
+      "$PYTHON" bench/train_torch.py "$m" "${INIT[$m]}"
   done
 fi
 
@@ -251,7 +261,8 @@ if [ "$QUICK" = 0 ]; then
     for m in mlp lenet; do
       run_side lunar_cpu 90 env OMP_NUM_THREADS="$NCPU" OPENBLAS_NUM_THREADS="$NCPU" \
         lua5.4 bench/train.lua "$m" "$init"
-      run_side torch_cpu_ref 90 "${py[@]}" OMP_NUM_THREADS="$NCPU" python3 bench/train_torch.py "$m" "$init"
+      run_side torch_cpu_ref 90 "${py[@]}" OMP_NUM_THREADS="$NCPU" \
+        "$PYTHON" bench/train_torch.py "$m" "$init"
     done
   fi
 fi
@@ -268,7 +279,7 @@ torch_dev=$(sed -n 's/^device \(.*\) sms.*/\1/p' "$WORK/torch" 2>/dev/null)
   echo "- lunar's OpenCL device: ${OCL_DEVICE:-none}"
   echo "- OpenCL ICD: $ICD"
   echo "- PyTorch: ${torch_line:-not found}${torch_dev:+ on $torch_dev}; its column: $torch_col"
-  echo "- specs ($specs): $SPEC_LINE"
+  echo "- specs ($(echo "$specs" | wc -w) files: $(echo "$specs" | sed 's|tests/||g')): $SPEC_LINE"
   echo "- timed training steps: $STEPS (ResNet $RESNET_STEPS), the median of 3 runs"
   echo
   awk -F '\t' -v tcol="$torch_col" -v ts="$TORCH_SIDE" -v ncpu="$NCPU" '
@@ -278,7 +289,10 @@ torch_dev=$(sed -n 's/^device \(.*\) sms.*/\1/p' "$WORK/torch" 2>/dev/null)
       if (k == "mlp_train_sps") return "MLP train, batch 64"
       if (k == "lenet_train_sps") return "LeNet-5 train, batch 64"
       if (k == "resnet_train_sps") return "ResNet-18 train, batch 32"
-      if (k ~ /_check_rel$/) { sub(/_check_rel$/, "", k); return k " first losses vs PyTorch CPU (max rel)" }
+      if (k ~ /_check_rel$/) {
+        sub(/_check_rel$/, "", k)
+        return k " first losses vs PyTorch CPU (max rel)"
+      }
       if (k == "matmul_gflops") return "matmul 1024^3"
       if (k == "add_gbps") return "add 1e7 floats"
       if (k == "sum_gbps") return "sum 1e7 floats"
@@ -287,13 +301,15 @@ torch_dev=$(sed -n 's/^device \(.*\) sms.*/\1/p' "$WORK/torch" 2>/dev/null)
     }
     function cell(side, k) { return ((side "," k) in v) ? sprintf("%.4g", v[side "," k]) : "-" }
     END {
-      printf "| figure | unit | lunar OpenCL | %s | ratio | lunar CPU (%s th) | PyTorch CPU (%s th) |\n", tcol, ncpu, ncpu
+      printf "| figure | unit | lunar OpenCL | %s | ratio | lunar CPU (%s th) |", tcol, ncpu
+      printf " PyTorch CPU (%s th) |\n", ncpu
       print "|---|---|---|---|---|---|---|"
       for (i = 1; i <= n; i++) {
         k = order[i]
         if (k == "threads" || k ~ /_rss_mb$/) continue
         a = cell("lunar_opencl", k); b = cell(ts, k)
-        r = (a != "-" && b != "-" && k !~ /_check_rel$/ && b + 0 != 0) ? sprintf("%.3f", a / b) : "-"
+        r = "-"
+        if (a != "-" && b != "-" && k !~ /_check_rel$/ && b + 0 != 0) r = sprintf("%.3f", a / b)
         printf "| %s | %s | %s | %s | %s | %s | %s |\n", label(k), unit[k], a, b, r,
           cell("lunar_cpu", k), cell("torch_cpu_ref", k)
       }

@@ -90,13 +90,16 @@ fi
 # symbols, but a C module built elsewhere may link the library
 cp -L "/usr/lib/$MA/liblua5.4.so.0" "$stage/lib/liblua5.4.so.0"
 ln -s liblua5.4.so.0 "$stage/lib/liblua5.4.so"
-[ -f "$stage/lib/libopenblas.so.0" ] || { echo "gpu_kit: no OpenBLAS in core.so's libraries" >&2; exit 1; }
+if [ ! -f "$stage/lib/libopenblas.so.0" ]; then
+  echo "gpu_kit: no OpenBLAS among core.so's libraries" >&2; exit 1
+fi
 [ -f "$stage/lib/libOpenCL.so.1" ] || { echo "gpu_kit: core.so built without OpenCL" >&2; exit 1; }
 
 src_hash=$(bash "$ROOT/bench/gpu.sh" --source-hash)
 {
   echo "built $(date -u +%FT%TZ) on $(. /etc/os-release && echo "$PRETTY_NAME") $(uname -m)"
-  echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- core kernels 2>/dev/null || echo ' (core/kernels changed since)')"
+  changed=$(git diff --quiet HEAD -- core kernels 2>/dev/null || echo " (core/kernels differ)")
+  echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown)$changed"
   echo "sources $src_hash"
   echo "glibc $(ldd --version | head -1 | awk '{print $NF}')"
   echo "lua packages:$pkgs ($luafiles files)"
@@ -141,7 +144,8 @@ for _f in "$LUNAR_KIT"/lib/fallback/*; do
 done
 LUNAR_KIT_LD_SAVED=${LD_LIBRARY_PATH-}
 LD_LIBRARY_PATH=$LUNAR_KIT/lib:$LUNAR_KIT/need${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-LUA_PATH_5_4="$LUNAR_KIT_REPO/lua/?.lua;$LUNAR_KIT_REPO/lua/?/init.lua;./?.lua;./?/init.lua;$LUNAR_KIT/share/lua/5.4/?.lua;$LUNAR_KIT/share/lua/5.4/?/init.lua"
+LUA_PATH_5_4="$LUNAR_KIT_REPO/lua/?.lua;$LUNAR_KIT_REPO/lua/?/init.lua;./?.lua;./?/init.lua"
+LUA_PATH_5_4="$LUA_PATH_5_4;$LUNAR_KIT/share/lua/5.4/?.lua;$LUNAR_KIT/share/lua/5.4/?/init.lua"
 LUA_CPATH_5_4="$LUNAR_KIT/?.so;$LUNAR_KIT/lib/lua/5.4/?.so;./?.so"
 PATH=$LUNAR_KIT/bin:$PATH
 export LUNAR_KIT LUNAR_KIT_REPO LUNAR_KIT_LD_SAVED LD_LIBRARY_PATH LUA_PATH_5_4 LUA_CPATH_5_4 PATH
@@ -149,6 +153,7 @@ unset _kd _kid _f _n _d _have
 EOF
 
 size_k=$(du -sk "$KIT" | cut -f1)
-echo "gpu_kit: $KIT: $((size_k / 1024)) MiB ($(du -sk "$stage" | cut -f1) KiB unpacked), lua packages:$pkgs"
+echo "gpu_kit: $KIT: $((size_k / 1024)) MiB ($(du -sk "$stage" | cut -f1) KiB unpacked)"
+echo "gpu_kit: lua packages:$pkgs"
 echo "gpu_kit: libraries: $(cd "$stage/lib" && find . -maxdepth 1 ! -type d -printf '%P ')"
 echo "gpu_kit: fallback libraries: $(cd "$stage/lib/fallback" && find . -type f -printf '%P ')"

@@ -1,10 +1,10 @@
 #!/bin/bash
 # scripts/gpu_kit_check.sh - tries .devkit/ (scripts/gpu_kit.sh) here as a bare GPU machine
 # would see it. In a private mount namespace (unshare) it hides this machine's lua5.4,
-# busted, Lua modules, OpenBLAS, CLBlast, OpenCL loader, libgfortran, libquadmath, readline
-# and libyaml, empties /etc/OpenCL/vendors and puts PoCL where NVIDIA's driver library would
-# be (/opt/nvidia-pose/lib64/libnvidia-opencl.so.1), so that bench/gpu.sh has to register
-# the ICD itself. Then, with an emptied environment: every library of core.so, lua5.4 and
+# busted, Lua modules, OpenMP OpenBLAS, CLBlast, readline and libyaml, empties
+# /etc/OpenCL/vendors and puts PoCL where NVIDIA's driver library would be
+# (/opt/nvidia-pose/lib64/libnvidia-opencl.so.1), so that bench/gpu.sh has to register the
+# ICD itself. Then, with an emptied environment: every library of core.so, lua5.4 and
 # busted's C modules must come from the kit, glibc or the base set an Ubuntu image has
 # (libgcc_s, libstdc++, libgomp, zlib, libtinfo), and busted, lunar and OpenCL must work;
 # last it runs the command given (default: bash bench/gpu.sh --quick, with OUT=/tmp/gpu_out).
@@ -21,13 +21,16 @@ shift
 MA=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 L=/usr/lib/$MA
 
-# hide: folders under an empty tmpfs, files (each real file once) under /dev/null
+# hide: folders under an empty tmpfs, files (each real file once) under /dev/null. The
+# OpenMP OpenBLAS that core.so links goes; the pthread one stays (Debian's numpy and torch
+# need it and its libgfortran, and that torch links the OpenCL loader; the GPU image's pip
+# wheels carry their own): the kit's copies come first for core.so (the report below).
 for d in /usr/share/lua /usr/local/share/lua /usr/lib/"$MA"/lua /usr/local/lib/lua \
-         "$L/openblas-openmp" "$L/openblas-pthread" /etc/OpenCL/vendors; do
+         "$L/openblas-openmp" /etc/OpenCL/vendors; do
   if [ -d "$d" ]; then mount -t tmpfs none "$d"; fi
 done
-for f in /usr/bin/lua5.4 /usr/bin/lua5.1 /usr/bin/busted "$L"/liblua5.* "$L"/libopenblas* \
-         "$L"/libclblast* "$L"/libOpenCL* "$L"/libgfortran* "$L"/libquadmath* \
+for f in /usr/bin/lua5.4 /usr/bin/lua5.1 /usr/bin/busted "$L"/liblua5.* \
+         "$L"/libclblast* \
          "$L"/libreadline* "$L"/libyaml*; do
   if [ -e "$f" ]; then readlink -f "$f"; fi
 done | sort -u | while read -r real; do mount --bind /dev/null "$real"; done
@@ -35,16 +38,20 @@ done | sort -u | while read -r real; do mount --bind /dev/null "$real"; done
 mount -t tmpfs none /opt
 mkdir -p /opt/nvidia-pose/lib64
 ln -s "$(readlink -f "$L/libpocl.so.2")" /opt/nvidia-pose/lib64/libnvidia-opencl.so.1
-ln -s "$L/pocl" /opt/nvidia-pose/lib64/pocl # PoCL finds its device drivers beside itself
+# PoCL finds its drivers and headers relative to itself
+ln -s "$L/pocl" /opt/nvidia-pose/lib64/pocl
+mkdir -p /opt/share && ln -s /usr/share/pocl /opt/share/pocl
 
 inner='
 set -uo pipefail
 . .devkit/env
 echo "== kit $LUNAR_KIT; fallback libraries taken from it: $(ls "$LUNAR_KIT/need" | tr "\n" " ")"
 echo "== where each library of core.so, lua5.4 and the Lua C modules comes from"
-base="^(linux-vdso|ld-linux-x86-64|libc|libm|libmvec|libpthread|libdl|librt|libgcc_s|libstdc\+\+|libgomp|libz|libtinfo)\.so"
+base="^(linux-vdso|ld-linux-x86-64|libc|libm|libmvec|libpthread|libdl|librt|libgcc_s"
+base="$base|libstdc\+\+|libgomp|libz|libtinfo)\.so"
 bad=0
-report=$(for o in "$LUNAR_KIT"/lunar/core.so "$LUNAR_KIT"/bin/lua5.4 $(find "$LUNAR_KIT"/lib/lua -name "*.so"); do
+objs="$LUNAR_KIT/lunar/core.so $LUNAR_KIT/bin/lua5.4 $(find "$LUNAR_KIT"/lib/lua -name "*.so")"
+report=$(for o in $objs; do
   while read -r name arrow path rest; do
     [ "$arrow" = "=>" ] || { path=$name; name=$(basename "$name"); }
     case "$path" in
@@ -59,11 +66,13 @@ echo "$report" | sort -u
 if grep -q -E "MISSING|SYSTEM" <<< "$report"; then bad=1; fi
 echo "== busted --version: $(busted --version)"
 echo "== lunar on OpenCL (no ICD file: expect no device before gpu.sh registers one)"
-lua5.4 -e "local l = require(\"lunar\"); print(#l.devices() .. \" device(s)\"); print((l.ones({2, 2}) * 3):sum():item())"
+lua5.4 -e "local l = require(\"lunar\"); print(#l.devices() .. \" device(s)\")
+  print((l.ones({2, 2}) * 3):sum():item())"
 OCL_ICD_VENDORS=$(mktemp -d)
 echo /opt/nvidia-pose/lib64/libnvidia-opencl.so.1 > "$OCL_ICD_VENDORS/nvidia.icd"
 export OCL_ICD_VENDORS
-lua5.4 -e "local l = require(\"lunar\"); local d = l.devices()[1]; print(d.name, d.platform); print((l.ones({2, 2}, {device = \"opencl\"}) * 3):sum():item())" || bad=1
+lua5.4 -e "local l = require(\"lunar\"); local d = l.devices()[1]; print(d.name, d.platform)
+  print((l.ones({2, 2}, {device = \"opencl\"}) * 3):sum():item())" || bad=1
 unset OCL_ICD_VENDORS
 exit $bad
 '
