@@ -44,7 +44,7 @@ finish() {
   wait "$TEE_PID" 2>/dev/null
 }
 trap finish EXIT
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 PYTHON=${PYTHON:-python3}
 export PYTHON
 
