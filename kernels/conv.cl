@@ -61,18 +61,25 @@ inline void conv_avg_window(const conv_geom *g, int include_pad, int adaptive, l
 }
 
 #define DEF_CONV(N, T)                                                                        \
-    /* x [n, c, h, w] -> col [n, c * kh * kw, oh * ow]: one work-item per column entry */    \
+    /* x [n, c, h, w] -> col [n, c * kh * kw, oh * ow]: one work-item per row of ow entries \
+     * (one output row oy of one tap k of one plane p), so that the index arithmetic (64-bit \
+     * divisions, dearer than the copy on a CPU device) is paid once a row */                \
     __kernel void im2col_##N(__global T *col, long co, __global const T *x, long xo,         \
                              long16 gv) {                                                     \
         conv_geom g = conv_geom_of(gv);                                                       \
-        long L = g.oh * g.ow, kk = g.kh * g.kw;                                               \
-        long i = get_global_id(0);                                                            \
-        if (i >= g.n * g.c * kk * L) return;                                                  \
-        long ox = i % g.ow, oy = i / g.ow % g.oh, k = i / L % kk, p = i / (L * kk);           \
-        long iy = oy * g.sh - g.pt + k / g.kw * g.dh;                                         \
-        long ix = ox * g.sw - g.pl + k % g.kw * g.dw;                                         \
-        bool in = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;                                 \
-        col[co + i] = in ? x[xo + (p * g.h + iy) * g.w + ix] : (T)0;                          \
+        long kk = g.kh * g.kw;                                                                \
+        long r = get_global_id(0);                                                            \
+        if (r >= g.n * g.c * kk * g.oh) return;                                               \
+        long oy = r % g.oh, k = r / g.oh % kk, p = r / (g.oh * kk);                           \
+        long iy = oy * g.sh - g.pt + k / g.kw * g.dh, ix0 = -g.pl + k % g.kw * g.dw;          \
+        __global T *pc = col + co + r * g.ow;                                                 \
+        if (iy < 0 || iy >= g.h) {                                                            \
+            for (long ox = 0; ox < g.ow; ox++) pc[ox] = (T)0;                                 \
+            return;                                                                           \
+        }                                                                                     \
+        __global const T *px = x + xo + (p * g.h + iy) * g.w;                                 \
+        for (long ox = 0, ix = ix0; ox < g.ow; ox++, ix += g.sw)                              \
+            pc[ox] = ix >= 0 && ix < g.w ? px[ix] : (T)0;                                     \
     }                                                                                         \
                                                                                               \
     /* col [n, c * kh * kw, oh * ow] -> x [n, c, h, w]: one work-item per x element sums    \

@@ -148,51 +148,72 @@ DEF_GATHER(b8, ulong)
     }
 LUNAR_ALL_TYPES(DEF_SCATTER)
 
-/* ---- sort: a stable merge sort of lines of n elements, lines stored one after another ----
+/* ---- sort: a stable merge sort of lines of len elements, lines stored one after another ----
  * sort_init loads the keys from x (row-major over shape: the other dims, then dim last)
- * with their positions; each sort_merge pass merges runs of w into runs of 2w, every
- * element finding its own output place by a binary search in the other run, so a pass is
- * one work-item per element; sort_store writes the result back (same geometry as init).
+ * with their positions, one work-item per run of SORT_RUN elements of a line, and sorts each
+ * run by insertion; each sort_merge pass then merges runs of w into runs of 2w, one
+ * work-item per SORT_RUN outputs: a binary search along its diagonal of the merge (merge
+ * path) finds how many of the outputs before its first come from the left run, then it
+ * merges its SORT_RUN outputs in order. A pass costs O(len) plus O(len / SORT_RUN * log w),
+ * so a line costs O(len log len). sort_store writes the result back (same geometry as init).
  * NaN sorts as the largest value; on a tie the left run goes first in both directions,
  * which is what makes the sort stable (and equal to the CPU's for any input). */
+#define SORT_RUN 16 /* index.c's SORT_RUN */
 #define SORT_LESS(a, b) ((a) < (b) || ((b) != (b) && (a) == (a)))
 #define SORT_BEFORE(a, b) (desc ? SORT_LESS(b, a) : SORT_LESS(a, b))
 #define DEF_SORT(N, T)                                                                        \
     __kernel void sort_init_##N(__global T *k, __global long *ix, __global const T *x,        \
-                                long xo, long8 xs, long len, long n, int nd, long8 shape) {   \
+                                long xo, long8 xs, long len, long runs, long nruns, int nd,   \
+                                long8 shape, int desc) {                                      \
         long g = get_global_id(0);                                                            \
-        if (g >= n) return;                                                                   \
-        k[g] = x[xo + lunar_dot(lunar_coords(g, nd, shape), xs)];                             \
-        ix[g] = g % len;                                                                      \
+        if (g >= nruns) return;                                                               \
+        long p0 = g % runs * SORT_RUN, e0 = g / runs * len + p0;                              \
+        int cnt = (int)min((long)SORT_RUN, len - p0);                                         \
+        T kk[SORT_RUN];                                                                       \
+        long pp[SORT_RUN];                                                                    \
+        for (int i = 0; i < cnt; i++) {                                                       \
+            T e = x[xo + lunar_dotn(nd, lunar_coords(e0 + i, nd, shape), xs)];               \
+            int j = i;                                                                        \
+            for (; j > 0 && SORT_BEFORE(e, kk[j - 1]); j--) {                                 \
+                kk[j] = kk[j - 1];                                                            \
+                pp[j] = pp[j - 1];                                                            \
+            }                                                                                 \
+            kk[j] = e;                                                                        \
+            pp[j] = p0 + i;                                                                   \
+        }                                                                                     \
+        for (int i = 0; i < cnt; i++) {                                                       \
+            k[e0 + i] = kk[i];                                                                \
+            ix[e0 + i] = pp[i];                                                               \
+        }                                                                                     \
     }                                                                                         \
     __kernel void sort_merge_##N(__global const T *k, __global const long *ix,                \
                                  __global T *k2, __global long *ix2, long len, long w,        \
-                                 long n, int desc) {                                          \
+                                 long chunks, long nchunks, int desc) {                       \
         long g = get_global_id(0);                                                            \
-        if (g >= n) return;                                                                   \
-        long base = g - g % len, i = g - base;                                                \
-        long lo = i - i % (2 * w), mid = min(lo + w, len), hi = min(lo + 2 * w, len);        \
-        T e = k[g];                                                                           \
-        long pos;                                                                             \
-        if (i < mid) { /* left run: after the right run's elements strictly before e */       \
-            long a = mid, b = hi;                                                             \
-            while (a < b) {                                                                   \
-                long t = (a + b) / 2;                                                         \
-                if (SORT_BEFORE(k[base + t], e)) a = t + 1;                                   \
-                else b = t;                                                                   \
-            }                                                                                 \
-            pos = i + (a - mid);                                                              \
-        } else { /* right run: after the left run's elements not strictly after e */          \
-            long a = lo, b = mid;                                                             \
-            while (a < b) {                                                                   \
-                long t = (a + b) / 2;                                                         \
-                if (SORT_BEFORE(e, k[base + t])) b = t;                                       \
-                else a = t + 1;                                                               \
-            }                                                                                 \
-            pos = a + (i - mid);                                                              \
+        if (g >= nchunks) return;                                                             \
+        long base = g / chunks * len, o = g % chunks * SORT_RUN;                              \
+        long lo = o - o % (2 * w), mid = min(lo + w, len), hi = min(lo + 2 * w, len);        \
+        long na = mid - lo, nb = hi - mid, d = o - lo, end = min(o + SORT_RUN, hi) - lo;     \
+        __global const T *a = k + base + lo, *b = k + base + mid;                             \
+        __global const long *pa = ix + base + lo, *pb = ix + base + mid;                      \
+        long i = max(0L, d - nb), i1 = min(d, na);                                            \
+        while (i < i1) { /* the first i whose a[i] is not among the first d outputs */        \
+            long t = (i + i1) / 2;                                                            \
+            if (SORT_BEFORE(b[d - 1 - t], a[t])) i1 = t;                                      \
+            else i = t + 1;                                                                   \
         }                                                                                     \
-        k2[base + pos] = e;                                                                   \
-        ix2[base + pos] = ix[g];                                                              \
+        long j = d - i;                                                                       \
+        __global T *ko = k2 + base + lo;                                                      \
+        __global long *po = ix2 + base + lo;                                                  \
+        for (long q = d; q < end; q++) {                                                      \
+            if (j >= nb || (i < na && !SORT_BEFORE(b[j], a[i]))) {                            \
+                ko[q] = a[i];                                                                 \
+                po[q] = pa[i++];                                                              \
+            } else {                                                                          \
+                ko[q] = b[j];                                                                 \
+                po[q] = pb[j++];                                                              \
+            }                                                                                 \
+        }                                                                                     \
     }                                                                                         \
     __kernel void sort_store_##N(__global T *v, long vo, long8 vs, __global long *vi,         \
                                  long io, long8 is, __global const T *k,                      \

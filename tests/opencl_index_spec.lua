@@ -374,3 +374,62 @@ describe("opencl index autograd #opencl", function()
     grads(function(_, a) return wsum(a:topk(3, 1)) end, {{8, 3}})
   end)
 end)
+
+describe("opencl sort, merge path #opencl", function()
+  -- sort_init sorts runs of 16, each merge pass one work-item per 16 outputs (index.cl):
+  -- line lengths around those sizes and not powers of two, several lines at once, heavy
+  -- ties (stability: the indices must equal the CPU's), NaN and infinities
+  before_each(function() lunar.manual_seed(99) end)
+
+  it("lengths 1..16, 17, 31..33, 100, 1000, 4099, many lines, every dtype", function()
+    for _, dt in ipairs(DTYPES) do
+      for _, len in ipairs({1, 2, 15, 16, 17, 31, 32, 33, 100, 1000, 4099}) do
+        local lines = len > 1000 and 2 or 5
+        local c = ties({lines, len}, dt, len > 100 and 50 or 4)
+        local g = c:to(DEV)
+        for _, desc in ipairs({false, true}) do
+          local cv, ci = c:sort(2, desc)
+          local gv, gi = g:sort(2, desc)
+          same(gv, cv)
+          same(gi, ci)
+        end
+      end
+    end
+  end)
+
+  it("NaN, infinities and equal keys in long lines, along a strided dim", function()
+    local dts = FP64 and {"float32", "float64"} or {"float32"}
+    for _, dt in ipairs(dts) do
+      local c = lunar.randn({3, 2500}, {dtype = dt}):mul(2):round()
+      local v = c:view(-1)
+      for _, i in ipairs({1, 17, 18, 600, 2500, 2501, 4000, 7500}) do
+        v:narrow(1, i, 1):fill_(0 / 0)
+      end
+      v:narrow(1, 40, 1):fill_(math.huge)
+      v:narrow(1, 41, 1):fill_(-math.huge)
+      v:narrow(1, 3000, 1):fill_(-0.0)
+      local g = c:to(DEV)
+      for _, desc in ipairs({false, true}) do
+        local cv, ci = c:sort(2, desc)
+        local gv, gi = g:sort(2, desc)
+        same(gv, cv)
+        same(gi, ci)
+        cv, ci = c:t():sort(1, desc) -- the same lines, strided
+        gv, gi = g:t():sort(1, desc)
+        same(gv, cv)
+        same(gi, ci)
+      end
+    end
+  end)
+
+  it("scatter_add and index_add through the sorted index (long lanes)", function()
+    local dst = lunar.zeros(4, 7)
+    local idx = lunar.randint(1, 8, {4, 300})
+    local src = lunar.randn(4, 300)
+    check(dst:to(DEV):scatter_add(2, idx:to(DEV), src:to(DEV)), dst:scatter_add(2, idx, src))
+    local i1 = lunar.randint(1, 8, {500})
+    local s1 = lunar.randn(3, 500)
+    local d1 = lunar.zeros(3, 7)
+    check(d1:to(DEV):index_add(2, i1:to(DEV), s1:to(DEV)), d1:index_add(2, i1, s1))
+  end)
+end)

@@ -261,3 +261,73 @@ describe("opencl backward constants #opencl", function()
     both(function(a) return a:prod() end, {x:abs() + 0.5})
   end)
 end)
+
+describe("opencl softmax and cross_entropy, long rows #opencl", function()
+  -- rows of 64 or more take one work-group per row (nn.c: row_wg), shorter ones one
+  -- work-item per row: both forms, row lengths that are no multiple of the work-group's,
+  -- lanes with inner > 1, and both with -inf and infinite logits
+  before_each(function() lunar.manual_seed(13) math.randomseed(13) end)
+  local dts = ocl.FP64 and {"float32", "float64"} or {"float32"}
+
+  it("softmax and log_softmax, forward and backward, on both sides of the switch", function()
+    for _, dt in ipairs(dts) do
+      for _, shape in ipairs({{5, 63}, {3, 64}, {2, 100}, {4, 1000}, {2, 9000}, {1, 70}}) do
+        local x = randn(shape, dt) * 4
+        both(function(a) return a:softmax(2) end, {x})
+        both(function(a) return a:log_softmax(2) end, {x})
+      end
+      local x3 = randn({2, 300, 3}, dt) -- lanes strided by 3 along the row
+      both(function(a) return a:softmax(2) end, {x3})
+      both(function(a) return a:log_softmax(2) end, {x3})
+      both(function(a) return a:t():log_softmax(2) end, {randn({777, 3}, dt)})
+    end
+  end)
+
+  it("-inf logits anywhere in a row (first included), +inf and all -inf rows", function()
+    for _, dt in ipairs(dts) do
+      for _, n in ipairs({3, 5000}) do
+        local x = randn({4, n}, dt)
+        local xv = x:view(-1)
+        -- row 1 starts with -inf, row 2 has -inf in many shares, row 3 one +inf,
+        -- row 4 only -inf
+        xv:narrow(1, 1, 1):fill_(-math.huge)
+        for j = n + 1, 2 * n, 2 do xv:narrow(1, j, 1):fill_(-math.huge) end
+        xv:narrow(1, 2 * n + 2, 1):fill_(math.huge)
+        xv:narrow(1, 3 * n + 1, n):fill_(-math.huge)
+        local xd = x:to(DEV)
+        check(xd:softmax(2), x:softmax(2), nil, true)
+        check(xd:log_softmax(2), x:log_softmax(2), nil, true)
+        -- a leading -inf is a zero probability, not a NaN
+        local p = x:softmax(2):narrow(1, 1, 1)
+        assert.is_true(p:sum():item() == p:sum():item())
+        assert.are.equal(0, p:view(-1):narrow(1, 1, 1):item())
+      end
+    end
+    local cpu = lunar.tensor({-math.huge, 0}):softmax(1)
+    H.close(cpu, lunar.tensor({0, 1}), 0, 0)
+  end)
+
+  it("cross_entropy with many classes: weights, smoothing, ignore_index", function()
+    if not has_index then
+      pending("waits for the OpenCL index kernels (count_nonzero, index_select, gather)")
+      return
+    end
+    for _, dt in ipairs(dts) do
+      for _, c in ipairs({10, 63, 64, 300, 4100}) do
+        local z = randn({6, c}, dt) * 3
+        local t = lunar.randint(1, c + 1, {6})
+        t:narrow(1, 2, 1):fill_(2)
+        local w = lunar.rand({c}, {dtype = dt}) + 0.5
+        both(function(a, b) return lunar.cross_entropy(a, b) end, {z, t})
+        both(function(a, b, wd) return lunar.cross_entropy(a, b, {weight = wd,
+          label_smoothing = 0.2, ignore_index = 2, reduction = "sum"}) end, {z, t}, {w})
+        both(function(a, b) return lunar.cross_entropy(a, b, {label_smoothing = 0.1,
+          reduction = "none"}) end, {z, t})
+      end
+      -- [N, C, d]: lanes strided along the classes
+      local z = randn({2, 200, 3}, dt)
+      both(function(a, b) return lunar.cross_entropy(a, b) end,
+        {z, lunar.randint(1, 201, {2, 3})})
+    end
+  end)
+end)

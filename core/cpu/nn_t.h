@@ -20,7 +20,7 @@ static void NN(softmax)(T *y, const T *x, int64_t outer, int64_t n, int64_t inne
             if (v > m) {
                 s = s * exp(m - v) + 1;
                 m = v;
-            } else {
+            } else if (v != -INFINITY) { /* adds 0; with m still -inf it would be NaN */
                 s += exp(v - m);
             }
         }
@@ -70,7 +70,7 @@ static void NN(xent)(T *loss, T *lse_out, const T *z, const int64_t *t, const T 
             if (v > m) {
                 s = s * exp(m - v) + 1;
                 m = v;
-            } else {
+            } else if (v != -INFINITY) { /* adds 0; with m still -inf it would be NaN */
                 s += exp(v - m);
             }
         }

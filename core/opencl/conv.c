@@ -40,8 +40,8 @@ lunar_status ocl_im2col(lunar_tensor *col, const lunar_tensor *x, const lunar_co
     cl_long co = col->offset, xo = x->offset;
     cl_long16 gv = geom_vec(g);
     ocl_karg args[] = {A(cm), A(co), A(xm), A(xo), A(gv)};
-    return ocl_launch(ocl_dev(col), im2col_k[k], g->n * g->c * g->kh * g->kw * g->oh * g->ow, 5,
-                      args);
+    /* one work-item per row of ow entries (conv.cl) */
+    return ocl_launch(ocl_dev(col), im2col_k[k], g->n * g->c * g->kh * g->kw * g->oh, 5, args);
 }
 
 /* col [n, c * kh * kw, oh * ow] -> x [n, c, h, w] (overwritten) */

@@ -20,6 +20,9 @@ static const char *arg_reduce_k[] = OCL_NAMES(arg_reduce), *scan_k[] = OCL_NAMES
 
 /* Lanes longer than this are searched through a sorted copy of the index in scatter. */
 #define SCATTER_WALK_MAX 16
+/* Elements per run that sort_init sorts alone, and outputs per work-item of a merge pass
+ * (index.cl's SORT_RUN). */
+#define SORT_RUN 16
 /* Elements one work-item of the non-zero kernels walks. */
 #define NZ_CHUNK 4096
 
@@ -160,21 +163,25 @@ static lunar_status sort_lines(const lunar_tensor *x, int dim, bool descending, 
     const lunar_tensor *ts[1] = {&xl};
     ocl_geom g;
     ocl_geom_init(&g, 1, ts);
+    /* runs of SORT_RUN sorted by sort_init, then merged by one work-item per SORT_RUN
+     * outputs (index.cl) */
     cl_mem km = OCL_MEM(k[0]), pm = OCL_MEM(p[0]), xm = OCL_MEM(x);
-    cl_long xo = x->offset, cl_len = len, n = numel;
+    cl_long xo = x->offset, cl_len = len, runs = (len + SORT_RUN - 1) / SORT_RUN,
+            nruns = numel / len * runs;
     cl_int nd = g.nd, desc = descending;
-    ocl_karg init[] = {A(km),     A(pm), A(xm), A(xo),     A(g.strides[0]),
-                       A(cl_len), A(n),  A(nd), A(g.shape)};
-    LUNAR_GOTO(ocl_launch(ocl_dev(x), sort_init_k[x->dtype], n, 9, init));
+    ocl_karg init[] = {A(km),   A(pm),    A(xm), A(xo),      A(g.strides[0]), A(cl_len),
+                       A(runs), A(nruns), A(nd), A(g.shape), A(desc)};
+    LUNAR_GOTO(ocl_launch(ocl_dev(x), sort_init_k[x->dtype], nruns, 11, init));
     int cur = 0;
-    if (len > 1) {
+    if (len > SORT_RUN) {
         LUNAR_GOTO(lunar_tensor_new(&k[1], 1, &numel, x->dtype, x));
         LUNAR_GOTO(lunar_tensor_new(&p[1], 1, &numel, LUNAR_I64, x));
-        for (cl_long w = 1; w < len; w *= 2, cur ^= 1) {
+        for (cl_long w = SORT_RUN; w < len; w *= 2, cur ^= 1) {
             cl_mem k0 = OCL_MEM(k[cur]), p0 = OCL_MEM(p[cur]), k1 = OCL_MEM(k[cur ^ 1]),
                    p1 = OCL_MEM(p[cur ^ 1]);
-            ocl_karg merge[] = {A(k0), A(p0), A(k1), A(p1), A(cl_len), A(w), A(n), A(desc)};
-            LUNAR_GOTO(ocl_launch(ocl_dev(x), sort_merge_k[x->dtype], n, 8, merge));
+            ocl_karg merge[] = {A(k0), A(p0),   A(k1),    A(p1),  A(cl_len),
+                                A(w),  A(runs), A(nruns), A(desc)};
+            LUNAR_GOTO(ocl_launch(ocl_dev(x), sort_merge_k[x->dtype], nruns, 9, merge));
         }
     }
     *keys = k[cur];
