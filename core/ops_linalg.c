@@ -491,9 +491,16 @@ lunar_status lunar_linear(lunar_tensor **out, lunar_tensor *x, lunar_tensor *wei
         lunar_tensor *b1 = bias;
         bv = lunar_broadcast_view(b1, 2, s2);
         if (!bv) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "linear: out of memory"));
-        LUNAR_GOTO(lunar_raw_copy(c2, bv));
     }
-    LUNAR_GOTO(gemm2(c2, x2, wt, 1, bias ? 1 : 0));
+    /* Rows get the bias first and the product on top (one pass over the output, BLAS's
+     * beta = 1). A single row gets it after: the CPU splits a large one-row product between
+     * two threads, and a bias written first by this thread moved each half's lines to the
+     * other core and back (0.8 us of a 6 us 784x256 forward). The sums are the same. */
+    bool bias_after = bv && M == 1;
+    if (bv && !bias_after) LUNAR_GOTO(lunar_raw_copy(c2, bv));
+    LUNAR_GOTO(gemm2(c2, x2, wt, 1, bv && !bias_after ? 1 : 0));
+    if (bias_after)
+        LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(c2), binary, LUNAR_OP_ADD, c2, c2, bv));
     lunar_tensor *in[3] = {x, weight, bias};
     lunar_node *n = lunar_node_begin("linear", linear_backward, 3, in);
     if (n) {

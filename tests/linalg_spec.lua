@@ -198,6 +198,38 @@ describe("matmul with one row (the gemv path)", function()
     end
   end)
 
+  it("gives the same bits on two threads as on one for products split between them", function()
+    -- from 64K weights the one-row product runs in two row blocks, one on the assist thread
+    lunar.manual_seed(7)
+    local saved = lunar.get_num_threads()
+    for _, dtype in ipairs({"float32", "float64"}) do
+      local opts = {dtype = dtype}
+      for _, nk in ipairs({{256, 784}, {257, 300}, {18, 4000}, {1000, 70}}) do
+        local n, k = nk[1], nk[2]
+        local x, w, b = lunar.randn(1, k, opts), lunar.randn(n, k, opts), lunar.randn(n, opts)
+        local c = lunar.randn(1, n, opts)
+        local function run()
+          return {lunar.linear(x, w, b), lunar.linear(x, w), x:matmul(w:t()),
+            lunar.addmm(c, x, w:t(), {beta = 0.5, alpha = 2})}
+        end
+        lunar.set_num_threads(1)
+        local one = run()
+        lunar.set_num_threads(2)
+        local two = {}
+        for _ = 1, 50 do two = run() end -- many jobs: the helper wakes, spins, takes parts
+        lunar.set_num_threads(saved)
+        for i = 1, #one do
+          H.close(two[i], one[i], 0, 0) -- bit for bit
+        end
+        local ref = (x:to("float64") * w:to("float64")):sum(2):view(1, n)
+        local tol = dtype == "float32" and 1e-4 or 1e-10
+        H.close(one[2]:to("float64"), ref, tol, tol)
+        H.close(one[1]:to("float64"), ref + b:to("float64"), tol, tol)
+        H.close(one[4]:to("float64"), c:to("float64") * 0.5 + ref * 2, tol, tol)
+      end
+    end
+  end)
+
   it("keeps gradients right", function()
     gradcheck(function(x, w) return x:matmul(w) end, {leaf(1, 4), leaf(4, 3)})
     gradcheck(function(x, w) return lunar.linear(x, w) end, {leaf(1, 4), leaf(3, 4)})

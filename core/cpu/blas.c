@@ -86,16 +86,42 @@ GEMV_KERNEL(gemv_rows_f32, float, gemv_vf)
 GEMV_KERNEL(gemv_rows_f64, double, gemv_vd)
 #undef GEMV_KERNEL
 
-/* One thread: on this 2-core machine splitting the rows over both (OpenMP, each thread its
- * own block of w) did not beat one thread even with spinning workers (784x256 float32:
- * 8.2-8.5 us against 7.7 us at best), and 256x128 lost ~3.5 us to the fork and join. */
+/* A gemv over at least GEMV_SPLIT weights runs in GEMV_PARTS row blocks on this thread and
+ * the assist thread (assist.c). An OpenMP team did not pay here: on this 2-core machine its
+ * start and join cost ~3 us, so 784x256 float32 took 8.2-8.5 us on two threads against 7.7 us
+ * on one; two threads spinning on one flag see each other in ~0.1 us. Row blocks are
+ * multiples of GEMV_ROWS, and each row is summed the same way whichever thread takes it. */
+#define GEMV_SPLIT (64 * 1024)
+#define GEMV_PARTS 2
+
+typedef struct gemv_job {
+    lunar_dtype dt;
+    int64_t N, K, ldw;
+    const char *w, *x;
+    double alpha, beta;
+    char *y;
+} gemv_job;
+
+static void gemv_part(void *arg, int part, int nparts) {
+    const gemv_job *j = arg;
+    int64_t quads = (j->N + GEMV_ROWS - 1) / GEMV_ROWS;
+    int64_t r0 = quads * part / nparts * GEMV_ROWS, r1 = quads * (part + 1) / nparts * GEMV_ROWS;
+    if (r1 > j->N) r1 = j->N;
+    if (r0 >= r1) return;
+    if (j->dt == LUNAR_F32)
+        gemv_rows_f32(r0, r1, j->K, (const float *)j->w, j->ldw, (const float *)j->x,
+                      (float)j->alpha, (float)j->beta, (float *)j->y);
+    else
+        gemv_rows_f64(r0, r1, j->K, (const double *)j->w, j->ldw, (const double *)j->x, j->alpha,
+                      j->beta, (double *)j->y);
+}
+
 static void gemv(lunar_dtype dt, int64_t N, int64_t K, const char *w, int64_t ldw, const char *x,
                  double alpha, double beta, char *y) {
-    if (dt == LUNAR_F32)
-        gemv_rows_f32(0, N, K, (const float *)w, ldw, (const float *)x, (float)alpha, (float)beta,
-                      (float *)y);
-    else
-        gemv_rows_f64(0, N, K, (const double *)w, ldw, (const double *)x, alpha, beta, (double *)y);
+    gemv_job j = {dt, N, K, ldw, w, x, alpha, beta, y};
+    if (N * K >= GEMV_SPLIT && N >= GEMV_PARTS * GEMV_ROWS && cpu_assist(gemv_part, &j, GEMV_PARTS))
+        return;
+    gemv_part(&j, 0, 1);
 }
 
 /* c: [B, M, N] row-major; a: [B, M, K]; b: [B, K, N] */

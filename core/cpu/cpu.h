@@ -51,6 +51,14 @@ void cpu_store(lunar_dtype dt, char *p, double v);
 /* The number of threads our loops use (lunar_set_num_threads). */
 int cpu_threads(void);
 
+/* Runs fn(arg, part, nparts) for every part in [0, nparts) on the calling thread and one
+ * helper thread that spins between jobs (assist.c): for jobs of a few microseconds, where an
+ * OpenMP team costs more than it saves. Returns false, running nothing, when it cannot help
+ * (one thread set, inside an OpenMP region, another job in flight): run the job alone then.
+ * Parts may run on either thread in any order, so each must write its own outputs. */
+typedef void (*cpu_assist_fn)(void *arg, int part, int nparts);
+bool cpu_assist(cpu_assist_fn fn, void *arg, int nparts);
+
 /* The CPU backend's kernels, one group per file. */
 lunar_status cpu_copy(lunar_tensor *dst, const lunar_tensor *src);
 lunar_status cpu_fill(lunar_tensor *dst, double value);
