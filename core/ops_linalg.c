@@ -27,8 +27,29 @@ static bool one_batch_stride(const lunar_tensor *t, int nb, int64_t *stride) {
     return true;
 }
 
-/* t ([batch..., R, C], already broadcast) as the 3-d [B, R, C] the backend takes. */
-static lunar_status as_batch3(lunar_tensor **out, lunar_tensor *t, int64_t B) {
+/* A view of x's storage held in the caller's struct, for handing to a kernel: it takes no
+ * reference (x keeps the storage alive while the view is used) and is never released. Pool
+ * aliases cost an allocation and a release each, and a one-row linear made eight of them. */
+static lunar_tensor *sview(lunar_tensor *v, const lunar_tensor *x, int nd, const int64_t *shape,
+                           const int64_t *strides, int64_t offset) {
+    v->refcount = 1;
+    v->ndim = nd;
+    v->dtype = x->dtype;
+    v->requires_grad = false;
+    v->offset = offset;
+    memcpy(v->shape, shape, sizeof(int64_t) * (size_t)nd);
+    memcpy(v->strides, strides, sizeof(int64_t) * (size_t)nd);
+    v->storage = x->storage;
+    v->grad = NULL;
+    v->grad_fn = NULL;
+    v->hooks = NULL;
+    return v;
+}
+
+/* t ([batch..., R, C], already broadcast) as the 3-d [B, R, C] the backend takes, in *v (a
+ * stack view); *copy is the contiguous copy it views when t's layout does not fit (release
+ * it after use), else NULL. */
+static lunar_status as_batch3(lunar_tensor *v, lunar_tensor **copy, lunar_tensor *t, int64_t B) {
     int nd = t->ndim, nb = nd - 2;
     int64_t r = t->shape[nd - 2], c = t->shape[nd - 1];
     int64_t rs = t->strides[nd - 2], cs = t->strides[nd - 1], bs;
@@ -36,18 +57,17 @@ static lunar_status as_batch3(lunar_tensor **out, lunar_tensor *t, int64_t B) {
     bool unit = ((cs == 1 || c == 1) && (rs >= (c > 1 ? c : 1) || r == 1)) ||
                 ((rs == 1 || r == 1) && (cs >= (r > 1 ? r : 1) || c == 1));
     lunar_tensor *src = t;
+    *copy = NULL;
     if (!unit || !one_batch_stride(t, nb, &bs)) {
-        LUNAR_CHECK(lunar_raw_contiguous(&src, t));
+        LUNAR_CHECK(lunar_raw_contiguous(copy, t));
+        src = *copy;
         rs = src->strides[nd - 2];
         cs = src->strides[nd - 1];
         bs = r * c;
-    } else {
-        lunar_tensor_retain(src);
     }
     int64_t shape[3] = {B, r, c}, strides[3] = {bs, rs, cs};
-    *out = lunar_tensor_alias(src, 3, shape, strides, src->offset);
-    lunar_tensor_release(src);
-    return *out ? LUNAR_OK : lunar_fail(LUNAR_ERR_MEMORY, "matmul: out of memory");
+    sview(v, src, 3, shape, strides, src->offset);
+    return LUNAR_OK;
 }
 
 static lunar_status matmul_backward(lunar_node *n, lunar_tensor *g, lunar_tensor **gi) {
@@ -152,7 +172,8 @@ lunar_status lunar_matmul(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b) 
     fc[nb] = M, fc[nb + 1] = N;
     /* 2-d relabels of the 1-d operands, then broadcast views */
     int64_t st2[2];
-    lunar_tensor *a2, *b2, *va = NULL, *vb = NULL, *a3 = NULL, *b3 = NULL, *c3 = NULL, *c = NULL;
+    lunar_tensor *a2, *b2, *va = NULL, *vb = NULL, *ac = NULL, *bc = NULL, *c = NULL;
+    lunar_tensor a3, b3, c3;
     st2[0] = 0;
     st2[1] = a->strides[a->ndim - 1];
     a2 = a1 ? lunar_tensor_alias(a, 2, as, st2, a->offset)
@@ -166,13 +187,12 @@ lunar_status lunar_matmul(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b) 
     va = lunar_broadcast_view(a2, nb + 2, fa);
     vb = lunar_broadcast_view(b2, nb + 2, fb);
     if (!va || !vb) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "matmul: out of memory"));
-    LUNAR_GOTO(as_batch3(&a3, va, B));
-    LUNAR_GOTO(as_batch3(&b3, vb, B));
+    LUNAR_GOTO(as_batch3(&a3, &ac, va, B));
+    LUNAR_GOTO(as_batch3(&b3, &bc, vb, B));
     LUNAR_GOTO(lunar_tensor_new(&c, nb + 2, fc, a->dtype, a));
     int64_t c3s[3] = {B, M, N}, c3t[3] = {M * N, N, 1};
-    c3 = lunar_tensor_alias(c, 3, c3s, c3t, 0);
-    if (!c3) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "matmul: out of memory"));
-    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(a), gemm, c3, a3, b3, 1, 0));
+    sview(&c3, c, 3, c3s, c3t, 0);
+    LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(a), gemm, &c3, &a3, &b3, 1, 0));
     /* drop the dims the 1-d operands added */
     int64_t oshape[LUNAR_MAX_DIMS], ostr[LUNAR_MAX_DIMS];
     int on = 0;
@@ -196,9 +216,8 @@ done:
     lunar_tensor_release(b2);
     lunar_tensor_release(va);
     lunar_tensor_release(vb);
-    lunar_tensor_release(a3);
-    lunar_tensor_release(b3);
-    lunar_tensor_release(c3);
+    lunar_tensor_release(ac);
+    lunar_tensor_release(bc);
     lunar_tensor_release(c);
     if (st != LUNAR_OK) {
         lunar_tensor_release(*out);
@@ -287,19 +306,17 @@ lunar_status lunar_outer(lunar_tensor **out, lunar_tensor *a, lunar_tensor *b) {
  * (a transposed layout goes to the GEMM as such; other layouts are copied). */
 static lunar_status gemm2(lunar_tensor *c, lunar_tensor *a, lunar_tensor *b, double alpha,
                           double beta) {
-    lunar_tensor *a3 = NULL, *b3 = NULL, *c3 = NULL;
+    lunar_tensor a3, b3, c3, *ac = NULL, *bc = NULL;
     lunar_status st;
-    LUNAR_GOTO(as_batch3(&a3, a, 1));
-    LUNAR_GOTO(as_batch3(&b3, b, 1));
+    LUNAR_GOTO(as_batch3(&a3, &ac, a, 1));
+    LUNAR_GOTO(as_batch3(&b3, &bc, b, 1));
     int64_t s[3] = {1, c->shape[0], c->shape[1]}, t[3] = {c->shape[0] * c->shape[1],
                                                           c->shape[1], 1};
-    c3 = lunar_tensor_alias(c, 3, s, t, c->offset);
-    if (!c3) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "gemm: out of memory"));
-    st = LUNAR_KERNEL(lunar_tensor_backend(c), gemm, c3, a3, b3, alpha, beta);
+    sview(&c3, c, 3, s, t, c->offset);
+    st = LUNAR_KERNEL(lunar_tensor_backend(c), gemm, &c3, &a3, &b3, alpha, beta);
 done:
-    lunar_tensor_release(a3);
-    lunar_tensor_release(b3);
-    lunar_tensor_release(c3);
+    lunar_tensor_release(ac);
+    lunar_tensor_release(bc);
     return st;
 }
 
@@ -393,9 +410,9 @@ done:
     return st;
 }
 
-/* x [..., K] as a 2-d [M, K] alias when its leading dims walk with one stride, else a
- * contiguous copy's alias. */
-static lunar_status as_rows(lunar_tensor **out, const lunar_tensor *x) {
+/* x [..., K] as a 2-d [M, K] stack view in *v when its leading dims walk with one stride,
+ * else a view of a contiguous copy, returned in *copy (release it after use; else NULL). */
+static lunar_status as_rows(lunar_tensor *v, lunar_tensor **copy, const lunar_tensor *x) {
     int nd = x->ndim;
     int64_t K = x->shape[nd - 1], M = lunar_shape_numel(nd - 1, x->shape);
     int64_t rs = K, expect = -1;
@@ -406,24 +423,28 @@ static lunar_status as_rows(lunar_tensor **out, const lunar_tensor *x) {
         else ok = x->strides[d] == expect;
         expect = x->strides[d] * x->shape[d];
     }
-    lunar_tensor *src;
-    if (ok) {
-        src = lunar_tensor_alias(x, nd, x->shape, x->strides, x->offset);
-        if (!src) return lunar_fail(LUNAR_ERR_MEMORY, "linear: out of memory");
-    } else {
-        LUNAR_CHECK(lunar_raw_contiguous(&src, x));
+    const lunar_tensor *src = x;
+    *copy = NULL;
+    if (!ok) {
+        LUNAR_CHECK(lunar_raw_contiguous(copy, x));
+        src = *copy;
         rs = K;
     }
     int64_t shape[2] = {M, K}, strides[2] = {rs, src->strides[nd - 1]};
-    *out = lunar_tensor_alias(src, 2, shape, strides, src->offset);
-    lunar_tensor_release(src);
-    return *out ? LUNAR_OK : lunar_fail(LUNAR_ERR_MEMORY, "linear: out of memory");
+    sview(v, src, 2, shape, strides, src->offset);
+    return LUNAR_OK;
+}
+
+/* t [R, C] transposed, as a stack view */
+static lunar_tensor *sview_t(lunar_tensor *v, const lunar_tensor *t) {
+    int64_t s[2] = {t->shape[1], t->shape[0]}, st[2] = {t->strides[1], t->strides[0]};
+    return sview(v, t, 2, s, st, t->offset);
 }
 
 /* y = x w^T + b: gx = g w, gw = g2^T x2 over the flattened rows, gb = g (summed down to the
  * bias by the engine). */
 static lunar_status linear_backward(lunar_node *n, lunar_tensor *g, lunar_tensor **gi) {
-    lunar_tensor *x, *w, *g2 = NULL, *x2 = NULL, *t = NULL;
+    lunar_tensor *x, *w, *gc = NULL, *xc = NULL, g2, x2, t;
     lunar_status st = LUNAR_OK;
     if (lunar_node_needs(n, 0)) {
         LUNAR_CHECK(lunar_node_saved(n, 1, &w));
@@ -431,17 +452,14 @@ static lunar_status linear_backward(lunar_node *n, lunar_tensor *g, lunar_tensor
     }
     if (lunar_node_needs(n, 1)) {
         LUNAR_CHECK(lunar_node_saved(n, 0, &x));
-        LUNAR_GOTO(as_rows(&g2, g));
-        LUNAR_GOTO(as_rows(&x2, x));
-        t = alias_t(g2);
-        if (!t) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "linear: out of memory"));
-        LUNAR_GOTO(mm_scaled(&gi[1], t, x2, 1));
+        LUNAR_GOTO(as_rows(&g2, &gc, g));
+        LUNAR_GOTO(as_rows(&x2, &xc, x));
+        LUNAR_GOTO(mm_scaled(&gi[1], sview_t(&t, &g2), &x2, 1));
     }
     if (lunar_node_needs(n, 2)) lunar_tensor_retain(gi[2] = g);
 done:
-    lunar_tensor_release(g2);
-    lunar_tensor_release(x2);
-    lunar_tensor_release(t);
+    lunar_tensor_release(gc);
+    lunar_tensor_release(xc);
     return st;
 }
 
@@ -480,27 +498,25 @@ lunar_status lunar_linear(lunar_tensor **out, lunar_tensor *x, lunar_tensor *wei
     memcpy(oshape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
     oshape[x->ndim - 1] = N;
     int64_t M = lunar_shape_numel(x->ndim - 1, x->shape), s2[2] = {M, N}, t2[2] = {N, 1};
-    lunar_tensor *x2 = NULL, *wt = NULL, *c2 = NULL, *bv = NULL;
+    lunar_tensor x2, wt, c2, bvs, *bv = NULL, *xc = NULL;
     lunar_status st;
     LUNAR_GOTO(lunar_tensor_new(out, x->ndim, oshape, x->dtype, x));
-    LUNAR_GOTO(as_rows(&x2, x));
-    wt = alias_t(weight);
-    c2 = lunar_tensor_alias(*out, 2, s2, t2, 0);
-    if (!wt || !c2) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "linear: out of memory"));
-    if (bias) {
-        lunar_tensor *b1 = bias;
-        bv = lunar_broadcast_view(b1, 2, s2);
-        if (!bv) LUNAR_GOTO(lunar_fail(LUNAR_ERR_MEMORY, "linear: out of memory"));
+    LUNAR_GOTO(as_rows(&x2, &xc, x));
+    sview_t(&wt, weight);
+    sview(&c2, *out, 2, s2, t2, 0);
+    if (bias) { /* [N] or one element, broadcast over the rows */
+        int64_t bs[2] = {0, bias->ndim == 1 && bias->shape[0] > 1 ? bias->strides[0] : 0};
+        bv = sview(&bvs, bias, 2, s2, bs, bias->offset);
     }
     /* Rows get the bias first and the product on top (one pass over the output, BLAS's
      * beta = 1). A single row gets it after: the CPU splits a large one-row product between
      * two threads, and a bias written first by this thread moved each half's lines to the
      * other core and back (0.8 us of a 6 us 784x256 forward). The sums are the same. */
     bool bias_after = bv && M == 1;
-    if (bv && !bias_after) LUNAR_GOTO(lunar_raw_copy(c2, bv));
-    LUNAR_GOTO(gemm2(c2, x2, wt, 1, bv && !bias_after ? 1 : 0));
+    if (bv && !bias_after) LUNAR_GOTO(lunar_raw_copy(&c2, bv));
+    LUNAR_GOTO(gemm2(&c2, &x2, &wt, 1, bv && !bias_after ? 1 : 0));
     if (bias_after)
-        LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(c2), binary, LUNAR_OP_ADD, c2, c2, bv));
+        LUNAR_GOTO(LUNAR_KERNEL(lunar_tensor_backend(&c2), binary, LUNAR_OP_ADD, &c2, &c2, bv));
     lunar_tensor *in[3] = {x, weight, bias};
     lunar_node *n = lunar_node_begin("linear", linear_backward, 3, in);
     if (n) {
@@ -509,10 +525,7 @@ lunar_status lunar_linear(lunar_tensor **out, lunar_tensor *x, lunar_tensor *wei
         lunar_node_finish(n, *out);
     }
 done:
-    lunar_tensor_release(x2);
-    lunar_tensor_release(wt);
-    lunar_tensor_release(c2);
-    lunar_tensor_release(bv);
+    lunar_tensor_release(xc);
     if (st != LUNAR_OK) {
         lunar_tensor_release(*out);
         *out = NULL;
