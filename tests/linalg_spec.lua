@@ -154,6 +154,34 @@ describe("linalg bad input", function()
   end)
 end)
 
+describe("mid-sized products split between threads", function()
+  it("match one thread and a float64 reference in every operand layout", function()
+    -- from 2^20 to 2^26 multiply-adds, two threads take a block of rows each (columns when
+    -- there are fewer than 32 rows), each block one single-threaded OpenBLAS call
+    lunar.manual_seed(8)
+    local saved = lunar.get_num_threads()
+    for _, dtype in ipairs({"float32", "float64"}) do
+      local opts = {dtype = dtype}
+      for _, mnk in ipairs({{64, 256, 784}, {20, 300, 200}, {129, 70, 130}, {33, 1000, 40}}) do
+        local m, n, k = mnk[1], mnk[2], mnk[3]
+        local a, b = lunar.randn(m, k, opts), lunar.randn(k, n, opts)
+        local at, bt = a:t():contiguous():t(), b:t():contiguous():t() -- transposed storage
+        local ref = a:to("float64"):matmul(b:to("float64"))
+        local tol = dtype == "float32" and 1e-4 or 1e-10
+        for _, pair in ipairs({{a, b}, {at, b}, {a, bt}, {at, bt}}) do
+          lunar.set_num_threads(1)
+          local one = pair[1]:matmul(pair[2])
+          lunar.set_num_threads(2)
+          local two = pair[1]:matmul(pair[2])
+          lunar.set_num_threads(saved)
+          H.close(two, one, tol, tol)
+          H.close(two:to("float64"), ref, tol, tol)
+        end
+      end
+    end
+  end)
+end)
+
 describe("matmul with one row (the gemv path)", function()
   it("matches an element-wise reference for every operand layout", function()
     lunar.manual_seed(5)

@@ -3,6 +3,10 @@
  */
 #include "cpu.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include <cblas.h>
 #include <string.h>
 
@@ -124,6 +128,74 @@ static void gemv(lunar_dtype dt, int64_t N, int64_t K, const char *w, int64_t ld
     gemv_part(&j, 0, 1);
 }
 
+/* One row-major GEMM as OpenBLAS takes it. */
+typedef struct blas_gemm {
+    lunar_dtype dt;
+    CBLAS_TRANSPOSE ta, tb;
+    int64_t M, N, K;
+    double alpha, beta;
+    const char *a, *b;
+    char *c;
+    int64_t lda, ldb, ldc;
+} blas_gemm;
+
+static void blas_call(const blas_gemm *g) {
+    if (g->dt == LUNAR_F32)
+        cblas_sgemm(CblasRowMajor, g->ta, g->tb, (int)g->M, (int)g->N, (int)g->K, (float)g->alpha,
+                    (const float *)g->a, (int)g->lda, (const float *)g->b, (int)g->ldb,
+                    (float)g->beta, (float *)g->c, (int)g->ldc);
+    else
+        cblas_dgemm(CblasRowMajor, g->ta, g->tb, (int)g->M, (int)g->N, (int)g->K, g->alpha,
+                    (const double *)g->a, (int)g->lda, (const double *)g->b, (int)g->ldb, g->beta,
+                    (double *)g->c, (int)g->ldc);
+}
+
+/* Mid-sized products (a training step's: 64x784x256 and the like) are split by us, one block
+ * of C's rows (columns when there are few rows) per thread of our team, each an OpenBLAS
+ * call that runs alone (OpenBLAS's OpenMP build stays on one thread inside a parallel
+ * region). OpenBLAS's own threading syncs its threads several times per call with
+ * sched_yield, a system call that costs microseconds in this VM. Large products keep
+ * OpenBLAS's threading, which scales well there. */
+#define SPLIT_MIN_MACS ((int64_t)1 << 20)
+#define SPLIT_MAX_MACS ((int64_t)1 << 26)
+#define SPLIT_ALIGN 16
+
+static void gemm_part(const blas_gemm *g, int part, int nparts) {
+    blas_gemm p = *g;
+    size_t es = lunar_dtype_size(g->dt);
+    bool by_cols = g->M < 2 * SPLIT_ALIGN;
+    int64_t n = by_cols ? g->N : g->M, blocks = (n + SPLIT_ALIGN - 1) / SPLIT_ALIGN;
+    int64_t i0 = blocks * part / nparts * SPLIT_ALIGN;
+    int64_t i1 = blocks * (part + 1) / nparts * SPLIT_ALIGN;
+    if (i1 > n) i1 = n;
+    if (i0 >= i1) return;
+    if (by_cols) { /* C[:, i0:i1] = A B[:, i0:i1]; B stored [K, N], or [N, K] when transposed */
+        p.N = i1 - i0;
+        p.b += (size_t)(g->tb == CblasNoTrans ? i0 : i0 * g->ldb) * es;
+        p.c += (size_t)i0 * es;
+    } else { /* C[i0:i1, :] = A[i0:i1, :] B; A stored [M, K], or [K, M] when transposed */
+        p.M = i1 - i0;
+        p.a += (size_t)(g->ta == CblasNoTrans ? i0 * g->lda : i0) * es;
+        p.c += (size_t)(i0 * g->ldc) * es;
+    }
+    blas_call(&p);
+}
+
+static void gemm_split(const blas_gemm *g) {
+    int nth = cpu_threads();
+    int64_t macs = g->M * g->N * g->K, n = g->M < 2 * SPLIT_ALIGN ? g->N : g->M;
+    bool split = nth > 1 && macs >= SPLIT_MIN_MACS && macs < SPLIT_MAX_MACS && n >= 2 * SPLIT_ALIGN;
+#ifdef _OPENMP
+    split = split && !omp_in_parallel();
+    if (split) {
+#pragma omp parallel num_threads(nth)
+        gemm_part(g, omp_get_thread_num(), omp_get_num_threads());
+        return;
+    }
+#endif
+    blas_call(g);
+}
+
 /* c: [B, M, N] row-major; a: [B, M, K]; b: [B, K, N] */
 lunar_status cpu_gemm(lunar_tensor *c, const lunar_tensor *a, const lunar_tensor *b, double alpha,
                       double beta) {
@@ -175,16 +247,11 @@ lunar_status cpu_gemm(lunar_tensor *c, const lunar_tensor *a, const lunar_tensor
                             a->strides[2], (const float *)pb, b->strides[1], b->strides[2],
                             (float)beta, (float *)pc, c->strides[1]))
             continue;
-        if (c->dtype == LUNAR_F32)
-            cblas_sgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)K, (float)alpha,
-                        (const float *)pa, (int)lda, (const float *)pb, (int)ldb, (float)beta,
-                        (float *)pc, (int)ldc);
-        else if (c->dtype == LUNAR_F64)
-            cblas_dgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)K, alpha, (const double *)pa,
-                        (int)lda, (const double *)pb, (int)ldb, beta, (double *)pc, (int)ldc);
-        else
+        if (c->dtype != LUNAR_F32 && c->dtype != LUNAR_F64)
             return lunar_fail(LUNAR_ERR_DTYPE, "gemm: %s is not a float type",
                               lunar_dtype_name(c->dtype));
+        blas_gemm g = {c->dtype, ta, tb, M, N, K, alpha, beta, pa, pb, pc, lda, ldb, ldc};
+        gemm_split(&g);
     }
     return LUNAR_OK;
 }
