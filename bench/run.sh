@@ -28,8 +28,19 @@ if ! "$PYTHON" -c 'import torch' 2>/dev/null; then
   sh scripts/deps.sh bench
 fi
 [ -f lunar/core.so ] || { echo "bench: build lunar first (make)" >&2; exit 1; }
-if [ ! -x "$OUT/sgemm" ] || [ bench/sgemm.c -nt "$OUT/sgemm" ]; then
-  gcc -O2 -o "$OUT/sgemm" bench/sgemm.c -lopenblas
+# raw sgemm against the OpenBLAS build lunar links (the Makefile's choice: the OpenMP build
+# when installed), so that the matmul figure measures lunar's overhead alone
+omp_dir=/usr/lib/$(gcc -print-multiarch 2>/dev/null)/openblas-openmp
+if [ -f "$omp_dir/libopenblas.so.0" ]; then
+  SGEMM_BLAS="-L$omp_dir -l:libopenblas.so.0 -Wl,-rpath,$omp_dir"
+else
+  SGEMM_BLAS=-lopenblas
+fi
+if [ ! -x "$OUT/sgemm" ] || [ bench/sgemm.c -nt "$OUT/sgemm" ] || \
+   [ "$(cat "$OUT/sgemm.blas" 2>/dev/null)" != "$SGEMM_BLAS" ]; then
+  # shellcheck disable=SC2086
+  gcc -O2 -fopenmp -o "$OUT/sgemm" bench/sgemm.c $SGEMM_BLAS
+  echo "$SGEMM_BLAS" > "$OUT/sgemm.blas"
 fi
 
 ncpu=$(nproc)
@@ -68,7 +79,6 @@ done
 # RSS is that of MLP training alone. lunar's runs first check that its first losses match
 # PyTorch's from the same weights and data.
 TORCH_OMP_BLAS=""
-omp_dir=/usr/lib/$(gcc -print-multiarch 2>/dev/null)/openblas-openmp
 if [ "${BENCH_TORCH_OMP:-1}" != 0 ] && [ -f "$omp_dir/libopenblas.so.0" ]; then
   TORCH_OMP_BLAS=$omp_dir
 fi

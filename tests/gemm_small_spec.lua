@@ -36,6 +36,27 @@ describe("thin float32 matmul", function()
     end
   end)
 
+  it("splits large thin products between threads with the same bits as one thread", function()
+    -- from 2^18 multiply-adds the columns of C are shared out in blocks of 16
+    local saved = lunar.get_num_threads()
+    -- (larger products, and both operands stored transposed, go to OpenBLAS: close there,
+    -- not the same bits)
+    local shapes = {{6, 12544, 25}, {25, 6, 12544}, {5, 20001, 7}, {16, 3000, 9}}
+    for _, s in ipairs(shapes) do
+      local m, n, k = s[1], s[2], s[3]
+      for _, t in ipairs({{false, false}, {true, false}, {false, true}}) do
+        local a, b = mat(m, k, t[1]), mat(k, n, t[2])
+        lunar.set_num_threads(1)
+        local one = a:matmul(b)
+        lunar.set_num_threads(2)
+        local two = a:matmul(b)
+        lunar.set_num_threads(saved)
+        H.close(two, one, 0, 0)
+        check(two, a, b)
+      end
+    end
+  end)
+
   it("row-strided operands and a batch with a broadcast operand", function()
     local a = lunar.randn(9, 40):narrow(2, 3, 20) -- row stride 40
     local b = lunar.randn(20, 48):narrow(2, 5, 21)

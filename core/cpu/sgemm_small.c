@@ -11,6 +11,9 @@
 #include "cpu.h"
 
 #include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -157,6 +160,67 @@ TGT static void dots_form(int64_t M, int64_t N, int64_t K, float alpha, const fl
 
 static int have_avx2 = -1;
 
+/* Large enough products split C's columns between the threads of our team. Every element of
+ * C is summed the same way whatever block it falls in, so the result does not depend on the
+ * thread count. A parallel region costs a few microseconds to start and join here; 2^18
+ * multiply-adds take ~10 us on one core. At 2 threads LeNet's conv products ran on one thread
+ * while the other waited in the team (half of a 2-thread step's samples were that wait). */
+#define SPLIT_MACS ((int64_t)1 << 18)
+#define SPLIT_ALIGN 16
+
+static int small_parts(int64_t M, int64_t N, int64_t K) {
+    int nth = cpu_threads();
+#ifdef _OPENMP
+    if (nth < 2 || M * N * K < SPLIT_MACS || N < 2 * SPLIT_ALIGN * nth || omp_in_parallel())
+        return 1;
+    return nth;
+#else
+    return 1;
+#endif
+}
+
+/* columns [j0, j1) of part t of np, blocks of SPLIT_ALIGN */
+static void part_cols(int64_t N, int t, int np, int64_t *j0, int64_t *j1) {
+    int64_t blocks = (N + SPLIT_ALIGN - 1) / SPLIT_ALIGN;
+    *j0 = blocks * t / np * SPLIT_ALIGN;
+    *j1 = blocks * (t + 1) / np * SPLIT_ALIGN;
+    if (*j1 > N) *j1 = N;
+}
+
+static void rows_split(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t rsa,
+                       int64_t csa, const float *B, int64_t rsb, float beta, float *C,
+                       int64_t ldc) {
+    int np = small_parts(M, N, K);
+    if (np == 1) {
+        rows_form(M, N, K, alpha, A, rsa, csa, B, rsb, beta, C, ldc);
+        return;
+    }
+#pragma omp parallel for num_threads(np) schedule(static, 1)
+    for (int t = 0; t < np; t++) {
+        int64_t j0, j1;
+        part_cols(N, t, np, &j0, &j1);
+        if (j0 < j1) rows_form(M, j1 - j0, K, alpha, A, rsa, csa, B + j0, rsb, beta, C + j0, ldc);
+    }
+}
+
+static void dots_split(int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                       int64_t rsa, const float *B, int64_t csb, float beta, float *C,
+                       int64_t rsc, int64_t csc) {
+    int np = small_parts(M, N, K);
+    if (np == 1) {
+        dots_form(M, N, K, alpha, A, rsa, B, csb, beta, C, rsc, csc);
+        return;
+    }
+#pragma omp parallel for num_threads(np) schedule(static, 1)
+    for (int t = 0; t < np; t++) {
+        int64_t j0, j1;
+        part_cols(N, t, np, &j0, &j1);
+        if (j0 < j1)
+            dots_form(M, j1 - j0, K, alpha, A, rsa, B + j0 * csb, csb, beta, C + j0 * csc, rsc,
+                      csc);
+    }
+}
+
 bool cpu_sgemm_small(int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                      int64_t rsa, int64_t csa, const float *B, int64_t rsb, int64_t csb,
                      float beta, float *C, int64_t ldc) {
@@ -170,7 +234,7 @@ bool cpu_sgemm_small(int64_t M, int64_t N, int64_t K, float alpha, const float *
     if (!have_avx2 || !thin || M * N * K > ((int64_t)1 << 22) || K == 0 || alpha == 0)
         return false;
     if (csb == 1 || N == 1) {
-        rows_form(M, N, K, alpha, A, rsa, csa, B, rsb, beta, C, ldc);
+        rows_split(M, N, K, alpha, A, rsa, csa, B, rsb, beta, C, ldc);
         return true;
     }
     if ((rsb == 1 || K == 1) && (csa == 1 || K == 1)) {
@@ -180,13 +244,13 @@ bool cpu_sgemm_small(int64_t M, int64_t N, int64_t K, float alpha, const float *
         if (bt) {
             for (int64_t j = 0; j < N; j++)
                 for (int64_t p = 0; p < K; p++) bt[p * N + j] = B[p + j * csb];
-            rows_form(M, N, K, alpha, A, rsa, 1, bt, N, beta, C, ldc);
+            rows_split(M, N, K, alpha, A, rsa, 1, bt, N, beta, C, ldc);
             free(bt);
         } else {
             /* the smaller side in blocks of 3, the larger in blocks of 4: as C^T = B^T A^T
              * when N < M (LeNet's conv1 weight gradient: 25 x 6 as 6 x 25) */
-            if (N < M) dots_form(N, M, K, alpha, B, csb, A, rsa, beta, C, 1, ldc);
-            else dots_form(M, N, K, alpha, A, rsa, B, csb, beta, C, ldc, 1);
+            if (N < M) dots_split(N, M, K, alpha, B, csb, A, rsa, beta, C, 1, ldc);
+            else dots_split(M, N, K, alpha, A, rsa, B, csb, beta, C, ldc, 1);
         }
         return true;
     }
