@@ -18,7 +18,7 @@
 
 /* Elements of column buffer per chunk of images (256 MiB of float32). */
 #define COL_LIMIT ((int64_t)1 << 26)
-/* On the CPU a chunk of at most this many elements (256 KiB of float32), so that the
+/* On the CPU a chunk of at most this many elements (256 KiB of float32) per thread, so that the
  * columns are still in L2 when the GEMM reads them; making them again for the weight
  * gradient costs less than writing the whole batch's columns out to memory and reading them
  * back (LeNet: 9 MB a step, 2.5% of the step faster this way). */
@@ -57,7 +57,10 @@ static bool pointwise(const lunar_conv_geom *g) {
 /* Images per chunk of columns. */
 static int64_t chunk_of(const lunar_conv_geom *g, const lunar_tensor *x) {
     int64_t per = g->c * g->kh * g->kw * g->oh * g->ow;
-    int64_t lim = lunar_tensor_backend(x) == &lunar_cpu_backend ? CPU_COL_LIMIT : COL_LIMIT;
+    /* on the CPU, a chunk per thread: the GEMM shares a chunk's images out over the threads */
+    int64_t lim = lunar_tensor_backend(x) == &lunar_cpu_backend
+                      ? CPU_COL_LIMIT * lunar_get_num_threads()
+                      : COL_LIMIT;
     int64_t nb = per > 0 ? lim / per : g->n;
     return nb < 1 ? 1 : nb > g->n ? g->n : nb;
 }
@@ -152,6 +155,45 @@ static lunar_status conv_bwd_in(lunar_tensor *gx, lunar_tensor *gy, lunar_tensor
     return LUNAR_OK;
 }
 
+/* Partial weight gradients of a chunk's images at most this many elements. */
+#define PARTIAL_LIMIT ((int64_t)1 << 22)
+
+/* Whether a chunk of m images makes its weight gradient as one batched GEMM of per-image
+ * partials (per elements each) and a sum over them, instead of m accumulating GEMMs: on
+ * OpenCL one call instead of m; on a CPU with threads, the images shared out over them (the
+ * accumulating GEMMs are a chain, one thread's work). One CPU thread keeps the chain: it
+ * writes no partials. */
+static bool batched_partials(const lunar_backend *be, int64_t m, int64_t per) {
+    if (m < 2 || m * per > PARTIAL_LIMIT) return false;
+    return be != &lunar_cpu_backend || lunar_get_num_threads() > 1;
+}
+
+/* t [G, Kg, Cog] += sum over images [n0, n0 + m) of col_i,g @ gy_i,g^T, by partials. */
+static lunar_status partials_into(lunar_tensor *t, lunar_tensor *col, int64_t off,
+                                  lunar_tensor *gy, const lunar_conv_geom *g, int64_t G,
+                                  int64_t n0, int64_t m) {
+    int64_t Co = gy->shape[1], Cog = Co / G, Kg = t->shape[1];
+    int64_t K = g->c * g->kh * g->kw, L = g->oh * g->ow, per = G * Kg * Cog;
+    const lunar_backend *be = lunar_tensor_backend(t);
+    int64_t pshape[2] = {m, per}, sshape[2] = {1, per}, sstr[2] = {per, 1};
+    lunar_tensor *p = NULL, *sum = NULL, *t2 = NULL;
+    lunar_status st = lunar_tensor_new(&p, 2, pshape, t->dtype, t);
+    for (int64_t gi = 0; gi < G && st == LUNAR_OK; gi++)
+        st = gemm3(mat3(p, gi * Kg * Cog, m, Kg, Cog, per, Cog, 1),
+                   mat3(col, off + gi * Kg * L, m, Kg, L, K * L, L, 1),
+                   mat3(gy, (n0 * Co + gi * Cog) * L, m, L, Cog, Co * L, 1, L), 0);
+    if (st == LUNAR_OK) st = lunar_tensor_new(&sum, 2, sshape, t->dtype, t);
+    if (st == LUNAR_OK) st = LUNAR_KERNEL(be, reduce, LUNAR_OP_SUM, sum, p, 1u, 0);
+    if (st == LUNAR_OK) {
+        t2 = lunar_tensor_alias(t, 2, sshape, sstr, t->offset);
+        st = t2 ? LUNAR_KERNEL(be, binary, LUNAR_OP_ADD, t2, t2, sum) : oom("conv");
+    }
+    lunar_tensor_release(p);
+    lunar_tensor_release(sum);
+    lunar_tensor_release(t2);
+    return st;
+}
+
 /* gw [Co, C / G, kh, kw] = sum over images of gy_g @ col(x)_g^T. One GEMM per image and
  * group, accumulating with beta = 1, so no [N, ...] partial sums are kept. kept: the
  * forward's columns of the whole batch, or NULL to make them here. The products are made
@@ -172,11 +214,14 @@ static lunar_status conv_bwd_w(lunar_tensor *gw, lunar_tensor *x, lunar_tensor *
         lunar_tensor *col = kept;
         if (kept) lunar_tensor_retain(kept);
         else st = columns(&col, &off, x, g, n0, m);
-        for (int64_t i = 0; i < m && st == LUNAR_OK; i++)
-            for (int64_t gi = 0; gi < G && st == LUNAR_OK; gi++)
-                st = gemm3(mat3(t, gi * Kg * Cog, 1, Kg, Cog, 0, Cog, 1),
-                           mat3(col, off + i * K * L + gi * Kg * L, 1, Kg, L, 0, L, 1),
-                           mat3(gy, ((n0 + i) * Co + gi * Cog) * L, 1, L, Cog, 0, 1, L), 1);
+        if (st == LUNAR_OK && batched_partials(be, m, G * Kg * Cog))
+            st = partials_into(t, col, off, gy, g, G, n0, m);
+        else
+            for (int64_t i = 0; i < m && st == LUNAR_OK; i++)
+                for (int64_t gi = 0; gi < G && st == LUNAR_OK; gi++)
+                    st = gemm3(mat3(t, gi * Kg * Cog, 1, Kg, Cog, 0, Cog, 1),
+                               mat3(col, off + i * K * L + gi * Kg * L, 1, Kg, L, 0, L, 1),
+                               mat3(gy, ((n0 + i) * Co + gi * Cog) * L, 1, L, Cog, 0, 1, L), 1);
         lunar_tensor_release(col);
     }
     if (st == LUNAR_OK) { /* gw as [G, Co/G, Kg] <- t transposed */

@@ -146,6 +146,38 @@ describe("conv identities", function()
   end)
 end)
 
+describe("conv on one thread and on two", function()
+  it("gives the same values and gradients (images shared out; weight gradient by partials)", function()
+    -- at 2 threads a chunk's per-image products are shared out over the threads and the
+    -- weight gradient is summed from per-image partials; at 1 thread it is one chain of
+    -- accumulating products: equal up to float32 rounding
+    lunar.manual_seed(11)
+    local saved = lunar.get_num_threads()
+    local cases = {
+      {x = {64, 1, 28, 28}, w = {6, 1, 5, 5}, opts = {padding = 2}},
+      {x = {64, 6, 14, 14}, w = {16, 6, 5, 5}, opts = {}},
+      {x = {9, 8, 20, 20}, w = {12, 4, 3, 3}, opts = {groups = 2, stride = 2, padding = 1}},
+      {x = {300, 3, 16, 16}, w = {4, 3, 3, 3}, opts = {}}, -- several chunks of images
+    }
+    for _, c in ipairs(cases) do
+      local x, w, b = lunar.randn(c.x), lunar.randn(c.w), lunar.randn(c.w[1])
+      local g
+      local function run(threads)
+        lunar.set_num_threads(threads)
+        local xl, wl, bl = x:clone():requires_grad_(), w:clone():requires_grad_(),
+          b:clone():requires_grad_()
+        local y = lunar.conv2d(xl, wl, bl, c.opts)
+        g = g or lunar.randn_like(y)
+        y:backward(g)
+        return {y, xl.grad, wl.grad, bl.grad}
+      end
+      local one, two = run(1), run(2)
+      lunar.set_num_threads(saved)
+      for i = 1, 4 do H.close(two[i], one[i], 1e-4, 1e-4) end
+    end
+  end)
+end)
+
 describe("conv bad input", function()
   it("names the op and the shapes", function()
     local x, w = lunar.randn(2, 3, 5, 5), lunar.randn(4, 3, 3, 3)

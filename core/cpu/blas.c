@@ -196,6 +196,42 @@ static void gemm_split(const blas_gemm *g) {
     blas_call(g);
 }
 
+/* One product of the batch: c = alpha a b + beta c at these pointers. */
+static void gemm_one(lunar_dtype dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M,
+                     int64_t N, int64_t K, double alpha, double beta, const lunar_tensor *a,
+                     const lunar_tensor *b, const lunar_tensor *c, int64_t lda, int64_t ldb,
+                     int64_t ldc, char *pa, char *pb, char *pc) {
+    if (M == 1) { /* a row times a matrix: gemv packs nothing (batch-1 inference) */
+        int64_t inca = ta == CblasNoTrans ? 1 : lda;
+        /* B as stored: [K, N] rows (no-trans, so y = B^T a) or [N, K] rows (y = B a) */
+        CBLAS_TRANSPOSE tv = tb == CblasNoTrans ? CblasTrans : CblasNoTrans;
+        int rows = tb == CblasNoTrans ? (int)K : (int)N, cols = tb == CblasNoTrans ? (int)N : (int)K;
+        if (tv == CblasNoTrans && inca == 1) /* y = B a, B's rows */
+            gemv(dt, N, K, pb, ldb, pa, alpha, beta, pc);
+        else if (dt == LUNAR_F32)
+            cblas_sgemv(CblasRowMajor, tv, rows, cols, (float)alpha, (const float *)pb, (int)ldb,
+                        (const float *)pa, (int)inca, (float)beta, (float *)pc, 1);
+        else
+            cblas_dgemv(CblasRowMajor, tv, rows, cols, alpha, (const double *)pb, (int)ldb,
+                        (const double *)pa, (int)inca, beta, (double *)pc, 1);
+        return;
+    }
+    if (dt == LUNAR_F32 &&
+        cpu_sgemm_small(M, N, K, (float)alpha, (const float *)pa, a->strides[1], a->strides[2],
+                        (const float *)pb, b->strides[1], b->strides[2], (float)beta, (float *)pc,
+                        c->strides[1]))
+        return;
+    blas_gemm g = {dt, ta, tb, M, N, K, alpha, beta, pa, pb, pc, lda, ldb, ldc};
+    gemm_split(&g);
+}
+
+/* A batch of small products (a convolution's, one per image) is shared out by images over
+ * our team, each thread a run of consecutive images on one thread's kernels: the image
+ * halves then stay with the thread that makes them in the element-wise and pooling passes
+ * around (which split flat tensors the same way). One at a time, each of LeNet's products
+ * was too small to split, and the second thread waited. */
+#define BATCH_SPLIT_MACS ((int64_t)1 << 18)
+
 /* c: [B, M, N] row-major; a: [B, M, K]; b: [B, K, N] */
 lunar_status cpu_gemm(lunar_tensor *c, const lunar_tensor *a, const lunar_tensor *b, double alpha,
                       double beta) {
@@ -208,50 +244,33 @@ lunar_status cpu_gemm(lunar_tensor *c, const lunar_tensor *a, const lunar_tensor
     int64_t B = c->shape[0], M = c->shape[1], N = c->shape[2], K = a->shape[2];
     if (M == 0 || N == 0) return LUNAR_OK;
     size_t es = lunar_dtype_size(c->dtype);
-    for (int64_t i = 0; i < B; i++) {
-        char *pa = cpu_ptr(a) + i * a->strides[0] * (int64_t)es;
-        char *pb = cpu_ptr(b) + i * b->strides[0] * (int64_t)es;
-        char *pc = cpu_ptr(c) + i * c->strides[0] * (int64_t)es;
-        if (K == 0) { /* BLAS implementations differ here: scale by beta ourselves */
+    if (K == 0) { /* BLAS implementations differ here: scale by beta ourselves */
+        for (int64_t i = 0; i < B; i++) {
+            char *pc = cpu_ptr(c) + i * c->strides[0] * (int64_t)es;
             for (int64_t r = 0; r < M; r++)
                 for (int64_t q = 0; q < N; q++) {
                     char *e = pc + (r * ldc + q) * (int64_t)es;
                     cpu_store(c->dtype, e, beta == 0 ? 0 : beta * cpu_load(c->dtype, e));
                 }
-            continue;
         }
-        if (M == 1) { /* a row times a matrix: gemv packs nothing (batch-1 inference) */
-            int64_t inca = ta == CblasNoTrans ? 1 : lda;
-            /* B as stored: [K, N] rows (no-trans, so y = B^T a) or [N, K] rows (y = B a) */
-            CBLAS_TRANSPOSE tv = tb == CblasNoTrans ? CblasTrans : CblasNoTrans;
-            int rows = tb == CblasNoTrans ? (int)K : (int)N,
-                cols = tb == CblasNoTrans ? (int)N : (int)K;
-            if (tv == CblasNoTrans && inca == 1 &&
-                (c->dtype == LUNAR_F32 || c->dtype == LUNAR_F64)) { /* y = B a, B's rows */
-                gemv(c->dtype, N, K, pb, ldb, pa, alpha, beta, pc);
-                continue;
-            }
-            if (c->dtype == LUNAR_F32)
-                cblas_sgemv(CblasRowMajor, tv, rows, cols, (float)alpha, (const float *)pb,
-                            (int)ldb, (const float *)pa, (int)inca, (float)beta, (float *)pc, 1);
-            else if (c->dtype == LUNAR_F64)
-                cblas_dgemv(CblasRowMajor, tv, rows, cols, alpha, (const double *)pb, (int)ldb,
-                            (const double *)pa, (int)inca, beta, (double *)pc, 1);
-            else
-                return lunar_fail(LUNAR_ERR_DTYPE, "gemm: %s is not a float type",
-                                  lunar_dtype_name(c->dtype));
-            continue;
-        }
-        if (c->dtype == LUNAR_F32 &&
-            cpu_sgemm_small(M, N, K, (float)alpha, (const float *)pa, a->strides[1],
-                            a->strides[2], (const float *)pb, b->strides[1], b->strides[2],
-                            (float)beta, (float *)pc, c->strides[1]))
-            continue;
-        if (c->dtype != LUNAR_F32 && c->dtype != LUNAR_F64)
-            return lunar_fail(LUNAR_ERR_DTYPE, "gemm: %s is not a float type",
-                              lunar_dtype_name(c->dtype));
-        blas_gemm g = {c->dtype, ta, tb, M, N, K, alpha, beta, pa, pb, pc, lda, ldb, ldc};
-        gemm_split(&g);
+        return LUNAR_OK;
     }
+    if (c->dtype != LUNAR_F32 && c->dtype != LUNAR_F64)
+        return lunar_fail(LUNAR_ERR_DTYPE, "gemm: %s is not a float type",
+                          lunar_dtype_name(c->dtype));
+    int nth = cpu_threads();
+    int64_t macs = M * N * K;
+    /* distinct outputs per image (a zero batch stride would make the threads race) */
+    bool par = nth > 1 && B > 1 && c->strides[0] != 0 && macs < SPLIT_MIN_MACS &&
+               macs * B >= BATCH_SPLIT_MACS;
+#ifdef _OPENMP
+    par = par && !omp_in_parallel();
+#endif
+    CPU_FOR(par, nth, (int64_t i = 0; i < B; i++), {
+        gemm_one(c->dtype, ta, tb, M, N, K, alpha, beta, a, b, c, lda, ldb, ldc,
+                 cpu_ptr(a) + i * a->strides[0] * (int64_t)es,
+                 cpu_ptr(b) + i * b->strides[0] * (int64_t)es,
+                 cpu_ptr(c) + i * c->strides[0] * (int64_t)es);
+    });
     return LUNAR_OK;
 }
