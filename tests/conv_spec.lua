@@ -147,7 +147,7 @@ describe("conv identities", function()
 end)
 
 describe("conv on one thread and on two", function()
-  it("gives the same values and gradients (images shared out; weight gradient by partials)", function()
+  it("gives the same values and gradients (images shared out, partial sums)", function()
     -- at 2 threads a chunk's per-image products are shared out over the threads and the
     -- weight gradient is summed from per-image partials; at 1 thread it is one chain of
     -- accumulating products: equal up to float32 rounding
