@@ -168,57 +168,63 @@ static int have_avx2 = -1;
 #define SPLIT_MACS ((int64_t)1 << 18)
 #define SPLIT_ALIGN 16
 
-static int small_parts(int64_t M, int64_t N, int64_t K) {
-    int nth = cpu_threads();
-#ifdef _OPENMP
-    if (nth < 2 || M * N * K < SPLIT_MACS || N < 2 * SPLIT_ALIGN * nth || omp_in_parallel())
-        return 1;
-    return nth;
-#else
-    return 1;
-#endif
+/* One thin product in either form: C = alpha A @ B + beta C, B's column j at B + j bcs,
+ * C's at C + j ccs (rows form: bcs = ccs = 1, rs/cs = A's strides, ld = B's row stride and
+ * ldc; dots form: bcs = csb, ccs = csc, ld = csb unused, ldc = rsc). */
+typedef struct thin_job {
+    bool rows;
+    int64_t M, N, K, rsa, csa, ldb, ldc, bcs, ccs;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+} thin_job;
+
+/* columns [j0, j1) of j */
+static void thin_cols(const thin_job *j, int64_t j0, int64_t j1) {
+    const float *B = j->B + j0 * j->bcs;
+    float *C = j->C + j0 * j->ccs;
+    if (j->rows)
+        rows_form(j->M, j1 - j0, j->K, j->alpha, j->A, j->rsa, j->csa, B, j->ldb, j->beta, C,
+                  j->ldc);
+    else
+        dots_form(j->M, j1 - j0, j->K, j->alpha, j->A, j->rsa, B, j->bcs, j->beta, C, j->ldc,
+                  j->ccs);
 }
 
-/* columns [j0, j1) of part t of np, blocks of SPLIT_ALIGN */
-static void part_cols(int64_t N, int t, int np, int64_t *j0, int64_t *j1) {
-    int64_t blocks = (N + SPLIT_ALIGN - 1) / SPLIT_ALIGN;
-    *j0 = blocks * t / np * SPLIT_ALIGN;
-    *j1 = blocks * (t + 1) / np * SPLIT_ALIGN;
-    if (*j1 > N) *j1 = N;
+static void thin_run(const thin_job *j) {
+    int np = cpu_threads();
+#ifdef _OPENMP
+    if (np < 2 || j->M * j->N * j->K < SPLIT_MACS || j->N < 2 * SPLIT_ALIGN * np ||
+        omp_in_parallel())
+        np = 1;
+#else
+    np = 1;
+#endif
+    if (np == 1) {
+        thin_cols(j, 0, j->N);
+        return;
+    }
+    int64_t blocks = (j->N + SPLIT_ALIGN - 1) / SPLIT_ALIGN;
+#pragma omp parallel for num_threads(np) schedule(static, 1)
+    for (int t = 0; t < np; t++) {
+        int64_t j0 = blocks * t / np * SPLIT_ALIGN, j1 = blocks * (t + 1) / np * SPLIT_ALIGN;
+        if (j1 > j->N) j1 = j->N;
+        if (j0 < j1) thin_cols(j, j0, j1);
+    }
 }
 
 static void rows_split(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t rsa,
                        int64_t csa, const float *B, int64_t rsb, float beta, float *C,
                        int64_t ldc) {
-    int np = small_parts(M, N, K);
-    if (np == 1) {
-        rows_form(M, N, K, alpha, A, rsa, csa, B, rsb, beta, C, ldc);
-        return;
-    }
-#pragma omp parallel for num_threads(np) schedule(static, 1)
-    for (int t = 0; t < np; t++) {
-        int64_t j0, j1;
-        part_cols(N, t, np, &j0, &j1);
-        if (j0 < j1) rows_form(M, j1 - j0, K, alpha, A, rsa, csa, B + j0, rsb, beta, C + j0, ldc);
-    }
+    thin_job j = {true, M, N, K, rsa, csa, rsb, ldc, 1, 1, alpha, beta, A, B, C};
+    thin_run(&j);
 }
 
 static void dots_split(int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                        int64_t rsa, const float *B, int64_t csb, float beta, float *C,
                        int64_t rsc, int64_t csc) {
-    int np = small_parts(M, N, K);
-    if (np == 1) {
-        dots_form(M, N, K, alpha, A, rsa, B, csb, beta, C, rsc, csc);
-        return;
-    }
-#pragma omp parallel for num_threads(np) schedule(static, 1)
-    for (int t = 0; t < np; t++) {
-        int64_t j0, j1;
-        part_cols(N, t, np, &j0, &j1);
-        if (j0 < j1)
-            dots_form(M, j1 - j0, K, alpha, A, rsa, B + j0 * csb, csb, beta, C + j0 * csc, rsc,
-                      csc);
-    }
+    thin_job j = {false, M, N, K, rsa, 1, csb, rsc, csb, csc, alpha, beta, A, B, C};
+    thin_run(&j);
 }
 
 bool cpu_sgemm_small(int64_t M, int64_t N, int64_t K, float alpha, const float *A,
