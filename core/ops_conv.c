@@ -18,11 +18,17 @@
 
 /* Elements of column buffer per chunk of images (256 MiB of float32). */
 #define COL_LIMIT ((int64_t)1 << 26)
-/* On the CPU a chunk of at most this many elements (256 KiB of float32) per thread, so that the
+/* On the CPU a chunk of at most this many elements (256 KiB of float32), so that the
  * columns are still in L2 when the GEMM reads them; making them again for the weight
  * gradient costs less than writing the whole batch's columns out to memory and reading them
  * back (LeNet: 9 MB a step, 2.5% of the step faster this way). */
 #define CPU_COL_LIMIT ((int64_t)1 << 16)
+/* With several threads, chunks of up to this many elements (16 MiB of float32): the threads
+ * share each chunk's images out in halves, as the element-wise and pooling passes around
+ * the convolution share the batch, so each thread finds its images in its own cache. With
+ * 256 KiB chunks the halves of every chunk crossed between the cores (LeNet at 2 threads:
+ * ~100 parallel regions a step, and slower than one thread). */
+#define CPU_COL_LIMIT_THREADS ((int64_t)1 << 22)
 /* Elsewhere the forward keeps its columns for the weight gradient (instead of the backward
  * making them again) when they are at most this many elements (64 MiB of float32) and one
  * chunk. */
@@ -57,10 +63,9 @@ static bool pointwise(const lunar_conv_geom *g) {
 /* Images per chunk of columns. */
 static int64_t chunk_of(const lunar_conv_geom *g, const lunar_tensor *x) {
     int64_t per = g->c * g->kh * g->kw * g->oh * g->ow;
-    /* on the CPU, a chunk per thread: the GEMM shares a chunk's images out over the threads */
-    int64_t lim = lunar_tensor_backend(x) == &lunar_cpu_backend
-                      ? CPU_COL_LIMIT * lunar_get_num_threads()
-                      : COL_LIMIT;
+    int64_t lim = COL_LIMIT;
+    if (lunar_tensor_backend(x) == &lunar_cpu_backend)
+        lim = lunar_get_num_threads() > 1 ? CPU_COL_LIMIT_THREADS : CPU_COL_LIMIT;
     int64_t nb = per > 0 ? lim / per : g->n;
     return nb < 1 ? 1 : nb > g->n ? g->n : nb;
 }

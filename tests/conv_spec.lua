@@ -157,7 +157,8 @@ describe("conv on one thread and on two", function()
       {x = {64, 1, 28, 28}, w = {6, 1, 5, 5}, opts = {padding = 2}},
       {x = {64, 6, 14, 14}, w = {16, 6, 5, 5}, opts = {}},
       {x = {9, 8, 20, 20}, w = {12, 4, 3, 3}, opts = {groups = 2, stride = 2, padding = 1}},
-      {x = {300, 3, 16, 16}, w = {4, 3, 3, 3}, opts = {}}, -- several chunks of images
+      {x = {300, 3, 16, 16}, w = {4, 3, 3, 3}, opts = {}}, -- several chunks at 1 thread
+      {x = {100, 16, 32, 32}, w = {8, 16, 3, 3}, opts = {padding = 1}}, -- and at 2 threads
     }
     for _, c in ipairs(cases) do
       local x, w, b = lunar.randn(c.x), lunar.randn(c.w), lunar.randn(c.w[1])
