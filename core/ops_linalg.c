@@ -333,10 +333,10 @@ static lunar_status mm_scaled(lunar_tensor **out, lunar_tensor *a, lunar_tensor 
     return st;
 }
 
-/* The transpose of a 2-d tensor as a plain alias (no autograd). */
-static lunar_tensor *alias_t(const lunar_tensor *t) {
+/* The transpose of a 2-d tensor t as a stack view (no autograd). */
+static lunar_tensor *sview_t(lunar_tensor *v, const lunar_tensor *t) {
     int64_t s[2] = {t->shape[1], t->shape[0]}, st[2] = {t->strides[1], t->strides[0]};
-    return lunar_tensor_alias(t, 2, s, st, t->offset);
+    return sview(v, t, 2, s, st, t->offset);
 }
 
 /* gi[0] = beta g; gi[1] = alpha g b^T; gi[2] = alpha a^T g (the engine sums gi[0] down to
@@ -348,19 +348,11 @@ static lunar_status addmm_backward(lunar_node *n, lunar_tensor *g, lunar_tensor 
         if (beta == 1) lunar_tensor_retain(gi[0] = g);
         else st = lunar_binary_scalar(&gi[0], LUNAR_OP_MUL, g, beta, false);
     }
-    lunar_tensor *a = NULL, *b = NULL, *t = NULL;
-    if (st == LUNAR_OK && lunar_node_needs(n, 1) && (st = lunar_node_saved(n, 1, &b)) == LUNAR_OK) {
-        t = alias_t(b);
-        st = t ? mm_scaled(&gi[1], g, t, alpha) : lunar_fail(LUNAR_ERR_MEMORY, "addmm: out of "
-                                                                               "memory");
-        lunar_tensor_release(t);
-    }
-    if (st == LUNAR_OK && lunar_node_needs(n, 2) && (st = lunar_node_saved(n, 0, &a)) == LUNAR_OK) {
-        t = alias_t(a);
-        st = t ? mm_scaled(&gi[2], t, g, alpha) : lunar_fail(LUNAR_ERR_MEMORY, "addmm: out of "
-                                                                               "memory");
-        lunar_tensor_release(t);
-    }
+    lunar_tensor *a = NULL, *b = NULL, t;
+    if (st == LUNAR_OK && lunar_node_needs(n, 1) && (st = lunar_node_saved(n, 1, &b)) == LUNAR_OK)
+        st = mm_scaled(&gi[1], g, sview_t(&t, b), alpha);
+    if (st == LUNAR_OK && lunar_node_needs(n, 2) && (st = lunar_node_saved(n, 0, &a)) == LUNAR_OK)
+        st = mm_scaled(&gi[2], sview_t(&t, a), g, alpha);
     return st;
 }
 
@@ -433,12 +425,6 @@ static lunar_status as_rows(lunar_tensor *v, lunar_tensor **copy, const lunar_te
     int64_t shape[2] = {M, K}, strides[2] = {rs, src->strides[nd - 1]};
     sview(v, src, 2, shape, strides, src->offset);
     return LUNAR_OK;
-}
-
-/* t [R, C] transposed, as a stack view */
-static lunar_tensor *sview_t(lunar_tensor *v, const lunar_tensor *t) {
-    int64_t s[2] = {t->shape[1], t->shape[0]}, st[2] = {t->strides[1], t->strides[0]};
-    return sview(v, t, 2, s, st, t->offset);
 }
 
 /* y = x w^T + b: gx = g w, gw = g2^T x2 over the flattened rows, gb = g (summed down to the

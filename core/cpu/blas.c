@@ -108,9 +108,8 @@ typedef struct gemv_job {
 
 static void gemv_part(void *arg, int part, int nparts) {
     const gemv_job *j = arg;
-    int64_t quads = (j->N + GEMV_ROWS - 1) / GEMV_ROWS;
-    int64_t r0 = quads * part / nparts * GEMV_ROWS, r1 = quads * (part + 1) / nparts * GEMV_ROWS;
-    if (r1 > j->N) r1 = j->N;
+    int64_t r0, r1;
+    cpu_part_range(j->N, GEMV_ROWS, part, nparts, &r0, &r1);
     if (r0 >= r1) return;
     if (j->dt == LUNAR_F32)
         gemv_rows_f32(r0, r1, j->K, (const float *)j->w, j->ldw, (const float *)j->x,
@@ -164,10 +163,8 @@ static void gemm_part(const blas_gemm *g, int part, int nparts) {
     blas_gemm p = *g;
     size_t es = lunar_dtype_size(g->dt);
     bool by_cols = g->M < 2 * SPLIT_ALIGN;
-    int64_t n = by_cols ? g->N : g->M, blocks = (n + SPLIT_ALIGN - 1) / SPLIT_ALIGN;
-    int64_t i0 = blocks * part / nparts * SPLIT_ALIGN;
-    int64_t i1 = blocks * (part + 1) / nparts * SPLIT_ALIGN;
-    if (i1 > n) i1 = n;
+    int64_t i0, i1;
+    cpu_part_range(by_cols ? g->N : g->M, SPLIT_ALIGN, part, nparts, &i0, &i1);
     if (i0 >= i1) return;
     if (by_cols) { /* C[:, i0:i1] = A B[:, i0:i1]; B stored [K, N], or [N, K] when transposed */
         p.N = i1 - i0;

@@ -57,6 +57,17 @@ int cpu_threads(void);
  * (one thread set, inside an OpenMP region, another job in flight): run the job alone then.
  * Parts may run on either thread in any order, so each must write its own outputs. */
 typedef void (*cpu_assist_fn)(void *arg, int part, int nparts);
+
+/* [*i0, *i1): part `part` of `nparts` of [0, n) in whole blocks of `align` (the last one may
+ * end short at n); empty when there are fewer blocks than parts. */
+static inline void cpu_part_range(int64_t n, int64_t align, int part, int nparts, int64_t *i0,
+                                  int64_t *i1) {
+    int64_t blocks = (n + align - 1) / align;
+    *i0 = blocks * part / nparts * align;
+    *i1 = blocks * (part + 1) / nparts * align;
+    if (*i1 > n) *i1 = n;
+    if (*i0 > n) *i0 = n;
+}
 bool cpu_assist(cpu_assist_fn fn, void *arg, int nparts);
 
 /* The CPU backend's kernels, one group per file. */

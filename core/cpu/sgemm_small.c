@@ -204,11 +204,10 @@ static void thin_run(const thin_job *j) {
         thin_cols(j, 0, j->N);
         return;
     }
-    int64_t blocks = (j->N + SPLIT_ALIGN - 1) / SPLIT_ALIGN;
 #pragma omp parallel for num_threads(np) schedule(static, 1)
     for (int t = 0; t < np; t++) {
-        int64_t j0 = blocks * t / np * SPLIT_ALIGN, j1 = blocks * (t + 1) / np * SPLIT_ALIGN;
-        if (j1 > j->N) j1 = j->N;
+        int64_t j0, j1;
+        cpu_part_range(j->N, SPLIT_ALIGN, t, np, &j0, &j1);
         if (j0 < j1) thin_cols(j, j0, j1);
     }
 }
