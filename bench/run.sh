@@ -13,7 +13,8 @@
 # BENCH_TORCH_OMP (1; 0 skips PyTorch's training runs on Debian's OpenMP OpenBLAS),
 # BENCH_RESNET (0; 1 adds ResNet-18 training on CIFAR-size batches: about 2 minutes per
 # thread count on 2 cores, and 4 more on PoCL; needs python3-torchvision),
-# BENCH_OCL_RESNET_STEPS (1) its timed steps on OpenCL.
+# BENCH_OCL_RESNET_STEPS (1) its timed steps on OpenCL. OPENBLAS_CORETYPE, when set, forces
+# OpenBLAS's kernel set on both sides (the last line names the set that ran).
 set -e
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
@@ -280,3 +281,6 @@ awk -F '\t' '
       printf "threads asked %s: lunar.get_num_threads() = %s, torch.get_num_threads() = %s, openblas_get_num_threads() = %s\n", t, v["lunar," t ",threads"], v["torch," t ",threads"], v["blas," t ",threads"]
     }
   }' "$OUT/results.tsv"
+# OpenBLAS picks its kernels by CPU model unless OPENBLAS_CORETYPE names a set; lunar and
+# PyTorch's OpenBLAS read the same variable, so both sides run the same set.
+echo "OpenBLAS kernel set: $("$LUA" -e 'print(require("lunar").blas_core())') (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, the same for both sides)"

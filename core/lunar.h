@@ -301,6 +301,8 @@ lunar_status lunar_autograd_grad(int n_out, lunar_tensor **outputs, lunar_tensor
 /* ---- threads and memory ---- */
 void lunar_set_num_threads(int n);
 int lunar_get_num_threads(void);
+/* the name of the kernel set OpenBLAS runs (e.g. "SkylakeX"), or NULL with another BLAS */
+const char *lunar_blas_core(void);
 int64_t lunar_live_bytes(void);
 int64_t lunar_cached_bytes(void);
 void lunar_empty_cache(void);

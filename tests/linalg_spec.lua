@@ -157,7 +157,8 @@ end)
 describe("mid-sized products split between threads", function()
   it("match one thread and a float64 reference in every operand layout", function()
     -- from 2^20 to 2^26 multiply-adds, two threads take a block of rows each (columns when
-    -- there are fewer than 32 rows), each block one single-threaded OpenBLAS call
+    -- there are fewer than 32 rows, or when B is stored transposed, a weight, and has more
+    -- columns than A has rows), each block one single-threaded OpenBLAS call
     lunar.manual_seed(8)
     local saved = lunar.get_num_threads()
     for _, dtype in ipairs({"float32", "float64"}) do
@@ -179,6 +180,20 @@ describe("mid-sized products split between threads", function()
         end
       end
     end
+  end)
+end)
+
+describe("the BLAS", function()
+  it("names OpenBLAS's kernel set, the one OPENBLAS_CORETYPE asks for", function()
+    local name = lunar.blas_core()
+    assert.is_true(name == nil or (type(name) == "string" and #name > 0))
+    if name == nil then return end -- built against another BLAS
+    local lua = 'LUA_PATH_5_4="lua/?.lua;lua/?/init.lua;;" LUA_CPATH_5_4="./?.so;;" lua5.4'
+    local p = io.popen("OPENBLAS_CORETYPE=Sandybridge " .. lua ..
+      " -e 'print(require(\"lunar\").blas_core())' 2>&1")
+    local out = p:read("a")
+    p:close()
+    assert.are.equal("Sandybridge\n", out)
   end)
 end)
 

@@ -618,7 +618,7 @@ local SKIP = {
   -- devices, dtypes, threads, memory and the clock: no tensor computation
   device = true, devices = true, set_default_device = true, get_default_device = true,
   set_default_dtype = true, get_default_dtype = true, set_num_threads = true,
-  get_num_threads = true, memory_stats = true, empty_cache = true, clock = true,
+  get_num_threads = true, blas_core = true, memory_stats = true, empty_cache = true, clock = true,
   backend_kernels = true, is_tensor = true,
   -- metadata: read from the tensor header, no kernel
   size = true, dim = true, numel = true, dtype = true, stride = true, storage_offset = true,

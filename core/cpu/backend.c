@@ -32,6 +32,16 @@ __attribute__((constructor)) static void cpu_init_threads(void) {
 #endif
 }
 
+/* OpenBLAS's name for the kernel set it runs; weak, so another BLAS leaves it NULL. An
+ * OpenBLAS built with DYNAMIC_ARCH picks the set by CPU model unless OPENBLAS_CORETYPE
+ * names one. */
+char *openblas_get_corename(void) __attribute__((weak));
+
+const char *lunar_blas_core(void) {
+    if (!openblas_get_corename) return NULL;
+    return openblas_get_corename();
+}
+
 static void *cpu_alloc(int device, size_t nbytes) {
     (void)device;
     return lunar_host_alloc(nbytes);

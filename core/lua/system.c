@@ -16,6 +16,17 @@ static int l_get_num_threads(lua_State *L) {
     return 1;
 }
 
+/* lunar.blas_core(): the kernel set OpenBLAS runs ("SkylakeX", "Haswell", ...), or nil
+ * when lunar was built against another BLAS */
+static int l_blas_core(lua_State *L) {
+    const char *name = lunar_blas_core();
+    if (name)
+        lua_pushstring(L, name);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
 /* lunar.memory_stats(): {live = bytes held by tensors, cached = bytes kept for reuse} */
 static int l_memory_stats(lua_State *L) {
     lua_createtable(L, 0, 2);
@@ -38,6 +49,7 @@ static int l_empty_cache(lua_State *L) {
 static const luaL_Reg functions[] = {
     {"set_num_threads", l_set_num_threads},
     {"get_num_threads", l_get_num_threads},
+    {"blas_core", l_blas_core},
     {"memory_stats", l_memory_stats},
     {"empty_cache", l_empty_cache},
     {NULL, NULL},
