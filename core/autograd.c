@@ -208,11 +208,30 @@ static lunar_status accumulate(lunar_tensor **acc, lunar_tensor *g) {
     return LUNAR_OK;
 }
 
+/* Whether a leaf may take g as its gradient without a copy (PyTorch's AccumulateGrad
+ * steals the same way): nobody else holds g or its storage, and g is a dense tensor of the
+ * leaf's shape and dtype. A weight's gradient then costs no pass after the GEMM that made
+ * it when the grads were cleared with zero_grad(true). */
+static bool steals(const lunar_tensor *leaf, const lunar_tensor *g) {
+    if (g->refcount != 1 || g->storage->refcount != 1 || g->offset != 0 || g->requires_grad ||
+        g->grad_fn || g->hooks || g->dtype != leaf->dtype || g->ndim != leaf->ndim ||
+        !lunar_tensor_is_contiguous(g))
+        return false;
+    for (int d = 0; d < g->ndim; d++)
+        if (g->shape[d] != leaf->shape[d]) return false;
+    return lunar_tensor_numel(g) * (int64_t)lunar_dtype_size(g->dtype) ==
+           (int64_t)g->storage->nbytes;
+}
+
 static lunar_status accumulate_leaf(lunar_tensor *leaf, lunar_tensor *g) {
     lunar_status st = run_hooks(leaf->hooks, &g);
     if (st != LUNAR_OK) {
         lunar_tensor_release(g);
         return st;
+    }
+    if (!leaf->grad && steals(leaf, g)) { /* the gradient becomes the leaf's, as it is */
+        leaf->grad = g;
+        return LUNAR_OK;
     }
     if (!leaf->grad) {
         /* own a dense copy: g may be a broadcast view, or held by the graph */

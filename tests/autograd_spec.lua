@@ -106,6 +106,51 @@ describe("backward", function()
   end)
 end)
 
+describe("a leaf's first gradient", function()
+  -- with no gradient yet (zero_grad(true), grad = nil) a leaf takes the incoming gradient
+  -- itself when nothing else holds it, and copies it otherwise
+  it("is its own tensor whichever way it came", function()
+    local a, b = leaf{1, 2, 3}, leaf{4, 5, 6}
+    ;(a + b):sum():backward() -- one gradient tensor reaches both leaves
+    H.close(a.grad, {1, 1, 1})
+    H.close(b.grad, {1, 1, 1})
+    a.grad:add_(10)
+    H.close(b.grad, {1, 1, 1})
+    assert.is_false(a.grad:is_same_storage(b.grad))
+    local x, w = leaf{{1, 2}, {3, 4}}, leaf{{0.5, -1}, {2, 0.25}}
+    local y = x:matmul(w) -- w's gradient is a fresh product, taken as it is
+    y:sum():backward()
+    H.close(w.grad, {{4, 4}, {6, 6}})
+    H.close(x.grad, {{-0.5, 2.25}, {-0.5, 2.25}})
+    local g = lunar.tensor({{1, 2}, {3, 4}}, {dtype = "float64"})
+    local z = leaf{{1, 1}, {1, 1}}
+    z:backward(g) -- the caller keeps g: z gets a copy
+    g:mul_(0)
+    H.close(z.grad, {{1, 2}, {3, 4}})
+  end)
+
+  it("matches accumulating into zeros, bit for bit, through a model and its optimizer", function()
+    local nn = require("lunar.nn")
+    local function run(set_to_none)
+      lunar.manual_seed(3)
+      local m = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 4))
+      local opt = lunar.optim.SGD(m:parameters(), {lr = 0.1, momentum = 0.9})
+      local x, y = lunar.randn(8, 20), lunar.randint(1, 5, {8})
+      for _ = 1, 4 do
+        opt:zero_grad(set_to_none)
+        lunar.cross_entropy(m(x), y):backward()
+        opt:step()
+      end
+      return m:parameters()
+    end
+    local a, b = run(false), run(true)
+    for i = 1, #a do
+      H.close(a[i], b[i], 0, 0)
+      H.close(a[i].grad, b[i].grad, 0, 0)
+    end
+  end)
+end)
+
 describe("grad mode", function()
   it("no_grad(fn) returns fn's values and records nothing", function()
     local x = leaf{1, 2}

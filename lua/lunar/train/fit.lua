@@ -1,5 +1,5 @@
 --- fit, evaluate and predict: the Keras-like loop over a model, a loss and an optimizer.
--- Every epoch runs the hand-written loop (model:train(); opt:zero_grad(); loss:backward();
+-- Every epoch runs the hand-written loop (model:train(); opt:zero_grad(true); loss:backward();
 -- opt:step()), then validates under model:eval() and no_grad, and calls the callbacks.
 -- @module lunar.train.fit
 local lunar = require("lunar")
@@ -491,7 +491,7 @@ function M.fit(model, d, opts)
       call(cbs, "on_batch_begin", b, {})
       local xb, yb = unbatch(batch, dev)
       if yb == nil then error("fit: the data has no targets (give {X, y})", 2) end
-      opt:zero_grad()
+      opt:zero_grad(true) -- drop the grads: backward then hands each its fresh tensor
       local out = model(xb)
       local loss = weighted_loss("fit", L, out, yb, cw)
       loss:backward()
