@@ -13,7 +13,8 @@
 # BENCH_TORCH_OMP (1; 0 skips PyTorch's training runs on Debian's OpenMP OpenBLAS),
 # BENCH_RESNET (0; 1 adds ResNet-18 training on CIFAR-size batches: about 2 minutes per
 # thread count on 2 cores, and 4 more on PoCL; needs python3-torchvision),
-# BENCH_OCL_RESNET_STEPS (1) its timed steps on OpenCL. OPENBLAS_CORETYPE, when set, forces
+# BENCH_OCL_RESNET_STEPS (1) its timed steps on OpenCL, BENCH_INFER_RUNS (3) runs of each
+# side's batch-1 figure (the medians count). OPENBLAS_CORETYPE, when set, forces
 # OpenBLAS's kernel set on both sides (the last line names the set that ran).
 set -e
 cd "$(dirname "$0")/.."
@@ -83,28 +84,63 @@ TORCH_OMP_BLAS=""
 if [ "${BENCH_TORCH_OMP:-1}" != 0 ] && [ -f "$omp_dir/libopenblas.so.0" ]; then
   TORCH_OMP_BLAS=$omp_dir
 fi
+INFER_RUNS=${BENCH_INFER_RUNS:-3}
+# median_runs PREFIX N: PREFIX.txt gets each figure's median over PREFIX.1.txt .. PREFIX.N.txt
+# ("name value unit" lines; the runs are removed)
+median_runs() {
+  _files=""
+  for _r in $(seq "$2"); do _files="$_files $1.$_r.txt"; done
+  # shellcheck disable=SC2086
+  awk -F '\t' '
+    { if (!($1 in n)) order[++k] = $1; v[$1, ++n[$1]] = $2; unit[$1] = $3 }
+    END {
+      for (i = 1; i <= k; i++) {
+        name = order[i]; c = n[name]
+        for (a = 1; a <= c; a++) s[a] = v[name, a] + 0
+        for (a = 2; a <= c; a++) for (b = a; b > 1 && s[b - 1] > s[b]; b--) {
+          x = s[b]; s[b] = s[b - 1]; s[b - 1] = x
+        }
+        m = (c % 2) ? s[(c + 1) / 2] : (s[c / 2] + s[c / 2 + 1]) / 2
+        printf "%s\t%.6g\t%s\n", name, m, unit[name]
+      }
+    }' $_files > "$1.txt"
+  # shellcheck disable=SC2086
+  rm -f $_files
+}
 if [ "$TRAIN" != 0 ] && [ "$THREADS" != none ]; then
   "$PYTHON" bench/train_torch.py prep "$OUT/train_init.safetensors"
   for t in $THREADS; do
     [ "$t" = none ] && continue
     export OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t
     for m in mlp lenet infer; do
-      echo "bench: $t thread(s): training, $m: lunar ..." >&2
-      "$LUA" bench/train.lua $m "$OUT/train_init.safetensors" > "$OUT/train_lunar_${m}_$t.txt"
-      echo "bench: $t thread(s): training, $m: torch ..." >&2
-      "$PYTHON" bench/train_torch.py $m "$OUT/train_init.safetensors" \
-        > "$OUT/train_torch_${m}_$t.txt"
+      # batch-1 latency swings with the VM's state from one process to the next: its figure
+      # is each side's median over BENCH_INFER_RUNS runs, the sides taking turns
+      runs=1
+      [ "$m" = infer ] && runs=$INFER_RUNS
+      for r in $(seq "$runs"); do
+        echo "bench: $t thread(s): training, $m: lunar (run $r of $runs) ..." >&2
+        "$LUA" bench/train.lua $m "$OUT/train_init.safetensors" > "$OUT/train_lunar_${m}_$t.$r.txt"
+        echo "bench: $t thread(s): training, $m: torch (run $r of $runs) ..." >&2
+        "$PYTHON" bench/train_torch.py $m "$OUT/train_init.safetensors" \
+          > "$OUT/train_torch_${m}_$t.$r.txt"
+        # lunar links Debian's OpenMP OpenBLAS (Makefile); PyTorch takes the system
+        # alternative (the pthread build). PyTorch's best setting includes running it on the
+        # OpenMP build too: those runs count as thread setting "<t>o".
+        if [ -n "$TORCH_OMP_BLAS" ]; then
+          echo "bench: $t thread(s): training, $m: torch on the OpenMP OpenBLAS (run $r) ..." >&2
+          LD_LIBRARY_PATH="$TORCH_OMP_BLAS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+            "$PYTHON" bench/train_torch.py $m "$OUT/train_init.safetensors" \
+            > "$OUT/train_torchomp_${m}_$t.$r.txt"
+        fi
+      done
+      for side in lunar torch torchomp; do
+        [ "$side" = torchomp ] && [ -z "$TORCH_OMP_BLAS" ] && continue
+        median_runs "$OUT/train_${side}_${m}_$t" "$runs"
+      done
       # the op runs report "threads" already
       grep -v '^threads' "$OUT/train_lunar_${m}_$t.txt" | collect lunar "$t"
       grep -v '^threads' "$OUT/train_torch_${m}_$t.txt" | collect torch "$t"
-      # lunar links Debian's OpenMP OpenBLAS (Makefile); PyTorch takes the system alternative
-      # (the pthread build). PyTorch's best setting includes running it on the OpenMP build
-      # too: those runs count as thread setting "<t>o".
       if [ -n "$TORCH_OMP_BLAS" ]; then
-        echo "bench: $t thread(s): training, $m: torch on the OpenMP OpenBLAS ..." >&2
-        LD_LIBRARY_PATH="$TORCH_OMP_BLAS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-          "$PYTHON" bench/train_torch.py $m "$OUT/train_init.safetensors" \
-          > "$OUT/train_torchomp_${m}_$t.txt"
         grep -v '^threads' "$OUT/train_torchomp_${m}_$t.txt" | collect torch "${t}o"
       fi
     done
