@@ -178,6 +178,17 @@ describe("mid-sized products split between threads", function()
           H.close(two, one, tol, tol)
           H.close(two:to("float64"), ref, tol, tol)
         end
+        -- a linear layer's product (the weight stored [n, k], a bias written first and the
+        -- product added on top) and addmm's beta, on both threads
+        local w, bias, c = b:t():contiguous(), lunar.randn(n, opts), lunar.randn(m, n, opts)
+        local r64 = {ref + bias:to("float64"), c:to("float64") * 0.5 + ref * 2}
+        for th = 1, 2 do
+          lunar.set_num_threads(th)
+          local got = {lunar.linear(a, w, bias),
+            lunar.addmm(c, a, w:t(), {beta = 0.5, alpha = 2})}
+          lunar.set_num_threads(saved)
+          for i = 1, 2 do H.close(got[i]:to("float64"), r64[i], tol, tol) end
+        end
       end
     end
   end)
