@@ -90,6 +90,25 @@ describe("lunar.train.fit", function()
     H.close(p, lunar.no_grad(function() return model(Xt) end), 1e-6, 1e-6)
   end)
 
+  it("leaves a frozen layer alone, momentum and weight decay included", function()
+    -- fit drops the grads each step (zero_grad(true)): a parameter that gets none is skipped
+    lunar.manual_seed(4)
+    local X, y = blobs(64, 5)
+    local model = mlp()
+    local opt = lunar.optim.SGD(model:parameters(), {lr = 0.1, momentum = 0.9,
+      weight_decay = 0.01})
+    train.fit(model, {X, y}, {loss = "cross_entropy", optimizer = opt, epochs = 1,
+      batch_size = 16, seed = 1, verbose = 0})
+    model["1"]:freeze()
+    local w0, b0 = model["1"].weight:clone(), model["1"].bias:clone()
+    local w2 = model["3"].weight:clone()
+    train.fit(model, {X, y}, {loss = "cross_entropy", optimizer = opt, epochs = 2,
+      batch_size = 16, seed = 1, verbose = 0})
+    H.close(model["1"].weight, w0, 0, 0)
+    H.close(model["1"].bias, b0, 0, 0)
+    assert.is_true((model["3"].weight - w2):abs():max():item() > 1e-4)
+  end)
+
   it("applies class weights to the loss", function()
     lunar.manual_seed(3)
     local X, y = blobs(30)

@@ -29,9 +29,8 @@ function F.sigmoid(x) check_tensor("sigmoid", x) return x:sigmoid() end
 function F.tanh(x) check_tensor("tanh", x) return x:tanh() end
 
 --- max(0, x), range [0, inf).
--- (lunar.relu checks its argument itself, naming relu: one call less on the batch-1 path)
 local relu = lunar.relu
-function F.relu(x) return relu(x) end
+function F.relu(x) check_tensor("relu", x) return relu(x) end
 
 --- min(max(x, lo), hi); the gradient is 1 strictly inside (lo, hi) and 0 elsewhere.
 function F.hardtanh(x, lo, hi)
@@ -166,6 +165,8 @@ simple("Sigmoid", F.sigmoid)
 simple("Tanh", F.tanh)
 --- nn.ReLU()
 local ReLU = simple("ReLU", F.relu)
+-- straight to the op (it names relu when x is not a tensor): a call less per layer, which a
+-- batch-1 forward notices
 function ReLU.forward(_, x) return relu(x) end
 --- nn.ReLU6()
 simple("ReLU6", F.relu6)
