@@ -15,6 +15,15 @@ end
 local ocl = require("tests.ocl")
 local DEV = ocl.DEV
 local check, same = ocl.check, ocl.same
+
+-- c:sort(...) on the CPU and g:sort(...) on the device give the same values and indices
+local function sorts_alike(c, g, ...)
+  local cv, ci = c:sort(...)
+  local gv, gi = g:sort(...)
+  same(gv, cv)
+  same(gi, ci)
+end
+
 local FP64 = lunar.devices()[1].fp64
 
 -- every dtype the device holds, floats first
@@ -213,31 +222,19 @@ describe("opencl index kernels against the CPU #opencl", function()
       local c, g = base:transpose(1, 3), base:to(DEV):transpose(1, 3) -- [37, 5, 6], ties
       for dim = 1, 3 do
         for _, desc in ipairs({false, true}) do
-          local cv, ci = c:sort(dim, desc)
-          local gv, gi = g:sort(dim, desc)
-          same(gv, cv)
-          same(gi, ci)
+          sorts_alike(c, g, dim, desc)
         end
       end
-      local cv, ci = c:sort() -- the last dim by default
-      local gv, gi = g:sort()
-      same(gv, cv)
-      same(gi, ci)
+      sorts_alike(c, g) -- the last dim by default
     end
     -- one long line (several merge passes, not a power of two) with NaN, -0 and +-inf
     local c = lunar.randn(1001):mul(3):round()
     c[5], c[600], c[1000], c[7], c[8] = 0 / 0, 0 / 0, -0.0, math.huge, -math.huge
     local g = c:to(DEV)
     for _, desc in ipairs({false, true}) do
-      local cv, ci = c:sort(1, {descending = desc})
-      local gv, gi = g:sort(1, {descending = desc})
-      same(gv, cv)
-      same(gi, ci)
+      sorts_alike(c, g, 1, {descending = desc})
     end
-    local cv, ci = lunar.tensor(1.5):sort()
-    local gv, gi = lunar.tensor(1.5):to(DEV):sort()
-    same(gv, cv)
-    same(gi, ci)
+    sorts_alike(lunar.tensor(1.5), lunar.tensor(1.5):to(DEV))
   end)
 
   it("topk, unique and one_hot", function()
@@ -388,10 +385,7 @@ describe("opencl sort, merge path #opencl", function()
         local c = ties({lines, len}, dt, len > 100 and 50 or 4)
         local g = c:to(DEV)
         for _, desc in ipairs({false, true}) do
-          local cv, ci = c:sort(2, desc)
-          local gv, gi = g:sort(2, desc)
-          same(gv, cv)
-          same(gi, ci)
+          sorts_alike(c, g, 2, desc)
         end
       end
     end
@@ -410,14 +404,8 @@ describe("opencl sort, merge path #opencl", function()
       v:narrow(1, 3000, 1):fill_(-0.0)
       local g = c:to(DEV)
       for _, desc in ipairs({false, true}) do
-        local cv, ci = c:sort(2, desc)
-        local gv, gi = g:sort(2, desc)
-        same(gv, cv)
-        same(gi, ci)
-        cv, ci = c:t():sort(1, desc) -- the same lines, strided
-        gv, gi = g:t():sort(1, desc)
-        same(gv, cv)
-        same(gi, ci)
+        sorts_alike(c, g, 2, desc)
+        sorts_alike(c:t(), g:t(), 1, desc) -- the same lines, strided
       end
     end
   end)
