@@ -8,6 +8,15 @@ local fx = require("tests.fixtures").load("parity")
 local optim = lunar.optim
 local S = optim.lr_scheduler
 
+-- every element of the parameters ps, in order, as one Lua list
+local function flatten(ps)
+  local flat = {}
+  for _, p in ipairs(ps) do
+    for _, v in ipairs(p:reshape(-1):totable()) do flat[#flat + 1] = v end
+  end
+  return flat
+end
+
 describe("LBFGS with line_search_fn = 'strong_wolfe'", function()
   local function rosenbrock(x)
     local a, b = x:narrow(1, 2, x:numel() - 1), x:narrow(1, 1, x:numel() - 1)
@@ -48,11 +57,7 @@ describe("LBFGS with line_search_fn = 'strong_wolfe'", function()
       for s = 1, steps do
         losses[s] = opt:step(closure):item()
         evals[s] = opt.state[ps[1]].func_evals
-        local flat = {}
-        for _, p in ipairs(ps) do
-          for _, v in ipairs(p:reshape(-1):totable()) do flat[#flat + 1] = v end
-        end
-        H.close(flat, traj[s], 1e-6, 1e-9)
+        H.close(flatten(ps), traj[s], 1e-6, 1e-9)
       end
       H.close(losses, fx["lbfgs_" .. name .. "_loss"], 1e-6, 1e-12)
       assert.same(fx["lbfgs_" .. name .. "_evals"]:totable(), evals)
@@ -78,11 +83,7 @@ describe("LBFGS with line_search_fn = 'strong_wolfe'", function()
       local traj, losses = fx["lbfgs_" .. name .. "_f32_traj"], {}
       for s = 1, steps do
         losses[s] = opt:step(closure):item()
-        local flat = {}
-        for _, p in ipairs(ps) do
-          for _, v in ipairs(p:reshape(-1):totable()) do flat[#flat + 1] = v end
-        end
-        H.close(flat, traj[s], 1e-5, 1e-7)
+        H.close(flatten(ps), traj[s], 1e-5, 1e-7)
       end
       H.close(losses, fx["lbfgs_" .. name .. "_f32_loss"], 1e-5, 1e-7)
     end)
